@@ -1,0 +1,1 @@
+"""Loihi-style fixed-point simulator (installed as ``neurodeploy.hw_sim``)."""

@@ -1,0 +1,1 @@
+"""SNN layers, model zoo and training (installed as ``neurodeploy.models``)."""

@@ -1,0 +1,32 @@
+"""neurodeploy's intermediate representation: typed immutable nodes and the graph."""
+
+from .graph import Graph
+from .nodes import (
+    IF,
+    LIF,
+    MAX_ELEMENTS,
+    NODE_TYPES,
+    Add,
+    Affine,
+    AvgPool2d,
+    Concat,
+    Conv2d,
+    CubaLIF,
+    Flatten,
+    Input,
+    Linear,
+    Node,
+    QConv2d,
+    QCubaLIF,
+    QDense,
+    QResonateFire,
+    QSigmaDelta,
+    QSumPool2d,
+    SumPool2d,
+)
+
+__all__ = [
+    "Graph", "Node", "NODE_TYPES", "MAX_ELEMENTS", "Input", "Flatten", "Add", "Concat",
+    "Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d", "LIF", "CubaLIF", "IF",
+    "QDense", "QConv2d", "QSumPool2d", "QCubaLIF", "QSigmaDelta", "QResonateFire",
+]

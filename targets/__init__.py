@@ -1,0 +1,1 @@
+"""Target descriptions (installed as ``neurodeploy.targets``)."""
