@@ -1,0 +1,486 @@
+"""The functional engine: bit-exact Loihi fixed-point dynamics of an IR graph, vectorized with
+torch over batch and neurons (CPU or CUDA), streaming over time steps.
+
+It reproduces Lava's ``fixed_pt`` process models (``PyLifModelBitAcc``, ``PyLifResetModelBitAcc``,
+``PyDenseModelBitAcc``, ``PyDelayDenseModelBitAcc``, ``PyConvModelFixed``) bit for bit,
+including their corner cases: the 24-bit wrap of u is Lava's single conditional wrap, the int32
+arithmetic of Lava's numpy code is emulated where a layer can reach it, conv outputs wrap to 24
+bits, the weight exponent shifts the *summed* input with floor semantics, and every synapse
+delivers one step late.
+
+Speed: synaptic sums run as float32 matmuls/convolutions when a static bound proves every partial
+sum is an integer below 2**24 (float32 represents those exactly, whatever the summation order),
+else in float64 (exact below 2**53; the bound is checked and the run refused beyond it). Neuron
+state is int64; int32 overflow emulation is only switched on for layers whose bound says the
+synaptic input can reach it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from neurodeploy.errors import NeurodeployError, UnsupportedError
+from neurodeploy.ir import (
+    Add,
+    Concat,
+    Flatten,
+    Graph,
+    Input,
+    Node,
+    QConv2d,
+    QCubaLIF,
+    QDense,
+    QSumPool2d,
+)
+from neurodeploy.simulation import RunResult, check_inputs, normalize_record
+
+M24 = 1 << 23  # Lava's max_uv_val
+FLOAT32_EXACT = 1 << 24
+FLOAT64_EXACT = 1 << 53
+INT32_SAFE_ACTIVATION = (1 << 24)  # |a| below this: a << 6 plus a 24-bit u never leaves int32
+
+SUPPORTED_NODES = (Input, QCubaLIF, QDense, QConv2d, QSumPool2d, Flatten, Add, Concat)
+
+
+def _wrap32(x: torch.Tensor) -> torch.Tensor:
+    """Two's-complement wrap of int64 values into int32's range (numpy int32 overflow)."""
+    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def _wrap24(x: torch.Tensor) -> torch.Tensor:
+    """Lava's ``signed_clamp(x, 24)``: modular wrap into [-2**23, 2**23)."""
+    return ((x + M24) & 0xFFFFFF) - M24
+
+
+def _shift(x: torch.Tensor, exp: int) -> torch.Tensor:
+    """Left shift for positive ``exp``, arithmetic (floor) right shift for negative."""
+    if exp > 0:
+        return x << exp
+    if exp < 0:
+        return x >> (-exp)
+    return x
+
+
+def lava_weights(weight: np.ndarray, num_weight_bits: int, sign_mode: str) -> np.ndarray:
+    """The weights Lava's bit-accurate Dense actually uses: clipped by sign mode to 8 bits, then
+    with the low ``8 - num_weight_bits + is_mixed`` bits zeroed (``lava.utils.weightutils``)."""
+    w = weight.astype(np.int64)
+    if sign_mode == "mixed":
+        w = np.clip(w, -256, 255)
+    elif sign_mode == "excitatory":
+        w = np.clip(w, 0, 255)
+    else:
+        w = -np.clip(-w, 0, 255)
+    mixed = 1 if sign_mode == "mixed" else 0
+    drop = 8 - num_weight_bits + mixed
+    if drop > 0:
+        # truncate_weights works on magnitudes for inhibitory (negated excitatory) weights and
+        # on the two's complement for mixed weights: a right-then-left shift of w (floor).
+        if sign_mode == "inhibitory":
+            w = -((-w) >> drop << drop)
+        else:
+            w = (w >> drop) << drop
+    return w
+
+
+@dataclass
+class _Synapse:
+    """Compiled synapse: computes the current delivered one step later."""
+
+    name: str
+    kind: str  # "dense", "conv", "pool"
+    out_shape: tuple[int, ...]
+    weight_exp: int
+    wrap24: bool
+    weight: torch.Tensor | None = None  # float weights for matmul/conv
+    abs_row_sum: float = 0.0  # max over outputs of sum |w| (the accumulation bound per unit event)
+    conv_args: dict = field(default_factory=dict)
+    delay_slots: list[tuple[int, torch.Tensor]] = field(default_factory=list)
+    max_delay: int = 0
+    rec_weight: torch.Tensor | None = None
+    rec_target: str | None = None
+    rec_bound: float = 0.0
+    dtype: torch.dtype = torch.float32
+
+
+class Engine:
+    """A compiled graph ready to run batches. Build once, :meth:`run` many times."""
+
+    def __init__(self, graph: Graph, device: str | torch.device = "cpu") -> None:
+        self.graph = graph.validate()
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise NeurodeployError("device 'cuda' requested but torch sees no CUDA device")
+        unsupported = [
+            f"{n} ({node.type_name})"
+            for n, node in graph.nodes.items()
+            if not isinstance(node, SUPPORTED_NODES)
+        ]
+        if unsupported:
+            raise UnsupportedError(
+                f"hw_sim cannot simulate {', '.join(unsupported)} yet; it supports "
+                + ", ".join(t.__name__ for t in SUPPORTED_NODES)
+            )
+        self.order = graph.topo_order
+        self.shapes = graph.shapes
+        self.depth = self._pipeline_depths()
+        self.synapses: dict[str, _Synapse] = {}
+        for name in self.order:
+            node = graph.nodes[name]
+            if isinstance(node, (QDense, QConv2d, QSumPool2d)):
+                self.synapses[name] = self._compile_synapse(name, node)
+        self._check_structure()
+
+    # ------------------------------------------------------------------ compilation
+
+    def _pipeline_depths(self) -> dict[str, int]:
+        depth: dict[str, int] = {}
+        for name in self.graph.topo_order:
+            node = self.graph.nodes[name]
+            preds = self.graph.predecessors(name)
+            d = max((depth[p] for p in preds), default=0)
+            depth[name] = d + (1 if node.is_synapse else 0)
+        return depth
+
+    def _check_structure(self) -> None:
+        g = self.graph
+        problems = []
+        for name in self.order:
+            node = g.nodes[name]
+            preds = g.predecessors(name)
+            if isinstance(node, QCubaLIF):
+                for p in preds:
+                    if isinstance(g.nodes[p], QCubaLIF):
+                        problems.append(
+                            f"{name}: neuron fed directly by neuron {p}; put a synapse between"
+                        )
+            if isinstance(node, Input):
+                for s in g.successors(name):
+                    if not isinstance(g.nodes[s], (QCubaLIF, QDense, QConv2d, QSumPool2d,
+                                                   Flatten, Concat)):
+                        problems.append(f"{name}: cannot feed {s} ({g.nodes[s].type_name})")
+        if problems:
+            raise UnsupportedError("hw_sim: " + "; ".join(problems))
+
+    def _compile_synapse(self, name: str, node: Node) -> _Synapse:
+        dev = self.device
+        out_shape = self.shapes[name]
+        if isinstance(node, QDense):
+            w = lava_weights(node.weight, node.num_weight_bits, node.sign_mode)
+            syn = _Synapse(name, "dense", out_shape, node.weight_exp, wrap24=False)
+            if node.delay is not None and node.delay.size and node.delay.max() > 0:
+                syn.max_delay = int(node.delay.max())
+                for k in range(syn.max_delay + 1):
+                    wk = np.where(node.delay == k, w, 0)
+                    if np.any(wk):
+                        syn.delay_slots.append((k, torch.as_tensor(wk.T, dtype=torch.float64)))
+            else:
+                syn.weight = torch.as_tensor(w.T.copy(), dtype=torch.float64)  # (in, out)
+            syn.abs_row_sum = float(np.abs(w).sum(axis=1).max(initial=0))
+            if node.weight_rec is not None:
+                wr = lava_weights(node.weight_rec, node.num_weight_bits, node.sign_mode)
+                syn.rec_weight = torch.as_tensor(wr.T.copy(), dtype=torch.float64)
+                syn.rec_bound = float(np.abs(wr).sum(axis=1).max(initial=0))
+                targets = [s for s in self.graph.successors(name)
+                           if isinstance(self.graph.nodes[s], QCubaLIF)]
+                if len(targets) != 1:
+                    raise UnsupportedError(
+                        f"{name}: a recurrent dense layer must feed exactly one neuron layer"
+                    )
+                syn.rec_target = targets[0]
+        elif isinstance(node, QConv2d):
+            w = node.weight.astype(np.int64)  # Lava's Conv uses the raw weights
+            syn = _Synapse(name, "conv", out_shape, node.weight_exp, wrap24=True)
+            syn.weight = torch.as_tensor(w, dtype=torch.float64)
+            syn.conv_args = dict(stride=node.stride, padding=node.padding,
+                                 dilation=node.dilation, groups=node.groups)
+            syn.abs_row_sum = float(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max(initial=0))
+        else:  # QSumPool2d
+            syn = _Synapse(name, "pool", out_shape, node.weight_exp, wrap24=True)
+            syn.conv_args = dict(kernel_size=node.kernel_size, stride=node.stride,
+                                 padding=node.padding)
+            syn.weight = torch.tensor(float(node.weight), dtype=torch.float64)
+            syn.abs_row_sum = abs(node.weight) * node.kernel_size[0] * node.kernel_size[1]
+        if syn.weight is not None and syn.weight.dim():
+            syn.weight = syn.weight.to(dev)
+        syn.delay_slots = [(k, wk.to(dev)) for k, wk in syn.delay_slots]
+        if syn.rec_weight is not None:
+            syn.rec_weight = syn.rec_weight.to(dev)
+        return syn
+
+    # ------------------------------------------------------------------ running
+
+    def run(
+        self,
+        inputs: np.ndarray,
+        *,
+        steps: int,
+        input_mode: str = "bias",
+        reset_interval: int | None = None,
+        reset_offset: int = 0,
+        record: Mapping[str, Iterable[str]] | Iterable[str] | None = None,
+    ) -> RunResult:
+        """Simulate a batch; see :mod:`neurodeploy.simulation` for the conventions."""
+        g = self.graph
+        x = check_inputs(g, inputs, steps, input_mode)
+        rec = normalize_record(g, record)
+        if reset_interval is not None and reset_interval < 1:
+            raise NeurodeployError(f"reset interval must be >= 1, got {reset_interval}")
+        batch = x.shape[0]
+        dev = self.device
+        in_name = g.inputs[0]
+        in_node: Input = g.nodes[in_name]  # type: ignore[assignment]
+        start = time.perf_counter()
+
+        # Per-run synapse dtypes from the accumulation bound (events from neurons are 0/1;
+        # input events are bounded by the data).
+        max_in = float(np.abs(x).max(initial=0)) if input_mode == "spikes" else 1.0
+        if in_node.num_message_bits == 0:
+            max_in = min(max_in, 1.0)
+        event_bound: dict[str, float] = {}
+        act_bound: dict[str, float] = {}
+        for name in self.order:
+            node = g.nodes[name]
+            preds = g.predecessors(name)
+            if isinstance(node, Input):
+                event_bound[name] = max_in if input_mode == "spikes" else 0.0
+            elif isinstance(node, QCubaLIF):
+                event_bound[name] = 1.0
+            elif name in self.synapses:
+                syn = self.synapses[name]
+                b_in = max(event_bound[p] for p in preds)
+                acc = syn.abs_row_sum * b_in
+                rec_acc = syn.rec_bound if syn.rec_weight is not None else 0.0
+                worst = max(acc, rec_acc)
+                if worst >= FLOAT64_EXACT:
+                    raise NeurodeployError(
+                        f"{name}: synaptic sums can reach {worst:.3g}, beyond exact arithmetic"
+                    )
+                syn.dtype = torch.float32 if worst < FLOAT32_EXACT else torch.float64
+                shifted = acc * 2.0 ** syn.weight_exp + rec_acc * 2.0 ** syn.weight_exp
+                act_bound[name] = min(shifted, float(M24)) if syn.wrap24 else shifted
+                event_bound[name] = act_bound[name]
+            else:
+                event_bound[name] = max((event_bound[p] for p in preds), default=0.0)
+                act_bound[name] = sum(act_bound.get(p, event_bound[p]) for p in preds) \
+                    if isinstance(node, Add) else max(act_bound.get(p, 0.0) for p in preds)
+        # Neuron parameters and state.
+        neurons: dict[str, dict] = {}
+        for name in self.order:
+            node = g.nodes[name]
+            if not isinstance(node, QCubaLIF):
+                continue
+            shape = self.shapes[name]
+            preds = g.predecessors(name)
+            bias = torch.as_tensor(np.broadcast_to(node.bias, shape).astype(np.int64), device=dev)
+            if input_mode == "bias" and in_name in preds:
+                bias = torch.as_tensor(x, device=dev)  # (B, *shape) bias mantissas
+            eff_bias = _shift(bias, node.bias_exp)
+            a_bound = sum(
+                act_bound.get(p, event_bound.get(p, 0.0)) for p in preds
+                if not (input_mode == "bias" and p == in_name)
+            )
+            if input_mode == "spikes" and in_name in preds:
+                a_bound += max_in if in_node.num_message_bits else float(np.abs(x).max(initial=0))
+            k = None
+            if reset_interval is not None:
+                k = (reset_offset + 1 + self.depth[name]) % reset_interval
+            neurons[name] = dict(
+                u=torch.zeros((batch, *shape), dtype=torch.int64, device=dev),
+                v=torch.zeros((batch, *shape), dtype=torch.int64, device=dev),
+                mu=4096 - node.current_decay,
+                mv=4096 - node.voltage_decay,
+                vth=int(node.threshold) << 6,
+                bias=eff_bias,
+                emulate32=a_bound >= INT32_SAFE_ACTIVATION,
+                reset_phase=k,
+                subtract=node.reset == "subtract",
+            )
+        # Synapse buffers (what each synapse delivers this step).
+        buffers: dict[str, torch.Tensor | int] = {n: 0 for n in self.synapses}
+        rings: dict[str, torch.Tensor] = {}
+        for n, syn in self.synapses.items():
+            if syn.max_delay:
+                out = int(np.prod(syn.out_shape))
+                rings[n] = torch.zeros((batch, out, syn.max_delay + 1), dtype=torch.int64,
+                                       device=dev)
+        rec_buffers: dict[str, torch.Tensor | int] = {n: 0 for n, s in self.synapses.items()
+                                                     if s.rec_weight is not None}
+        traces: dict[str, list[torch.Tensor]] = {
+            f"{n}.{q}": [] for n, qs in rec.items() for q in ("u", "v", "s") if q in qs
+        }
+        counts = {n: torch.zeros(batch, dtype=torch.int64, device=dev) for n in neurons}
+        x_dev = torch.as_tensor(x, device=dev)
+
+        for t in range(steps):
+            tau = t + 1  # Lava's 1-based time step
+            values: dict[str, torch.Tensor | int | None] = {}
+            for name in self.order:
+                node = g.nodes[name]
+                preds = g.predecessors(name)
+                if isinstance(node, Input):
+                    values[name] = x_dev[..., t] if input_mode == "spikes" else None
+                elif name in self.synapses:
+                    values[name] = buffers[name]
+                elif isinstance(node, QCubaLIF):
+                    a: torch.Tensor | int = 0
+                    for p in preds:
+                        val = values[p]
+                        if val is None:
+                            continue
+                        a = a + val
+                    if name in rec_buffers.keys() or any(
+                        s.rec_target == name for s in self.synapses.values()
+                    ):
+                        for s in self.synapses.values():
+                            if s.rec_target == name:
+                                a = a + rec_buffers[s.name]
+                    s_out = self._neuron_step(neurons[name], a, tau, reset_interval)
+                    values[name] = s_out
+                    counts[name] += s_out.reshape(batch, -1).sum(dim=1)
+                    qs = rec.get(name, ())
+                    if "u" in qs:
+                        traces[f"{name}.u"].append(neurons[name]["u"].clone())
+                    if "v" in qs:
+                        traces[f"{name}.v"].append(neurons[name]["v"].clone())
+                    if "s" in qs:
+                        traces[f"{name}.s"].append(s_out.to(torch.int8))
+                elif isinstance(node, Flatten):
+                    values[name] = self._map(values[preds[0]], lambda v: v.reshape(batch, -1))
+                elif isinstance(node, Concat):
+                    vals = [values[p] for p in preds]
+                    vals = [v if torch.is_tensor(v) else
+                            torch.zeros((batch, *self.shapes[p]), dtype=torch.int64, device=dev)
+                            for v, p in zip(vals, preds)]
+                    values[name] = torch.cat(vals, dim=1 + node.axis)
+                elif isinstance(node, Add):
+                    total: torch.Tensor | int = 0
+                    for p in preds:
+                        total = total + (values[p] if values[p] is not None else 0)
+                    values[name] = total
+            # Synapses consume this step's events and buffer the current for the next step.
+            for name, syn in self.synapses.items():
+                src = g.predecessors(name)[0]
+                ev = values[src]
+                binary = not (src == in_name and in_node.num_message_bits > 0)
+                buffers[name] = self._synapse_step(syn, ev, batch, binary, rings.get(name))
+                if syn.rec_weight is not None:
+                    s_self = values[syn.rec_target]
+                    acc = self._matmul(s_self.reshape(batch, -1), syn.rec_weight, syn.dtype)
+                    rec_buffers[name] = _shift(acc, syn.weight_exp)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        sim_time = time.perf_counter() - start
+        out_traces = {
+            key: torch.stack(vals, dim=-1).cpu().numpy() for key, vals in traces.items()
+        }
+        for key in list(out_traces):
+            if key.endswith((".u", ".v")):
+                out_traces[key] = out_traces[key].astype(np.int32)
+        return RunResult(
+            backend="hw_sim",
+            steps=steps,
+            samples=batch,
+            layers=list(g.neurons),
+            traces=out_traces,
+            spike_counts={n: c.cpu().numpy() for n, c in counts.items()},
+            sim_time_s=sim_time,
+        )
+
+    @staticmethod
+    def _map(value, fn):
+        return fn(value) if torch.is_tensor(value) else value
+
+    @staticmethod
+    def _matmul(ev: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        acc = ev.to(dtype) @ w.to(dtype)
+        return acc.round().to(torch.int64)
+
+    def _synapse_step(self, syn: _Synapse, ev, batch: int, binary: bool, ring) -> torch.Tensor | int:
+        if ev is None:
+            return 0
+        if not torch.is_tensor(ev):
+            ev = torch.zeros((batch, 1), dtype=torch.int64, device=self.device) + ev
+        if binary:
+            ev = ev != 0
+        dtype = syn.dtype
+        if syn.kind == "dense":
+            flat = ev.reshape(batch, -1).to(dtype)
+            if ring is not None:
+                ring[..., 0] = 0
+                ring.copy_(torch.roll(ring, -1, dims=-1))
+                for k, wk in syn.delay_slots:
+                    acc = (flat @ wk.to(dtype)).round().to(torch.int64)
+                    ring[..., k] += _shift(acc, syn.weight_exp)
+                return ring[..., 0].reshape(batch, *syn.out_shape).clone()
+            acc = (flat @ syn.weight.to(dtype)).round().to(torch.int64)
+            return _shift(acc, syn.weight_exp).reshape(batch, *syn.out_shape)
+        if syn.kind == "conv":
+            acc = F.conv2d(ev.to(dtype), syn.weight.to(dtype), **syn.conv_args)
+        else:
+            a = syn.conv_args
+            acc = F.avg_pool2d(ev.to(dtype), a["kernel_size"], a["stride"], a["padding"],
+                               divisor_override=1) * syn.weight.to(dtype)
+        acc = _shift(acc.round().to(torch.int64), syn.weight_exp)
+        return _wrap24(acc)
+
+    @staticmethod
+    def _neuron_step(st: dict, a, tau: int, reset_interval: int | None) -> torch.Tensor:
+        u, v = st["u"], st["v"]
+        if reset_interval is not None and tau % reset_interval == st["reset_phase"]:
+            u.zero_()
+            v.zero_()
+        # u: decay (round toward zero), add input << 6, Lava's single conditional 24-bit wrap.
+        du = torch.div(u * st["mu"], 4096, rounding_mode="trunc")
+        if torch.is_tensor(a):
+            act = a << 6
+            if st["emulate32"]:
+                act = _wrap32(act)
+                du = _wrap32(du + act)
+            else:
+                du = du + act
+        elif a:
+            du = du + (int(a) << 6)
+        u_new = torch.where(du > M24, du - 2 * M24, du)
+        u_new = torch.where(du <= -M24, du + 2 * M24, u_new)
+        u.copy_(u_new)
+        # v: decay, add u and bias, saturate to +-(2**23 - 1).
+        dv = torch.div(v * st["mv"], 4096, rounding_mode="trunc") + u + st["bias"]
+        if st["emulate32"]:
+            dv = _wrap32(dv)
+        v.copy_(dv.clamp_(-(M24 - 1), M24 - 1))
+        s = v > st["vth"]
+        if st["subtract"]:
+            v.sub_(s.to(torch.int64) * st["vth"])
+        else:
+            v.masked_fill_(s, 0)
+        return s
+
+
+def run(
+    graph: Graph,
+    inputs: np.ndarray,
+    *,
+    steps: int,
+    input_mode: str = "bias",
+    reset_interval: int | None = None,
+    reset_offset: int = 0,
+    record: Mapping[str, Iterable[str]] | Iterable[str] | None = None,
+    device: str | torch.device = "cpu",
+) -> RunResult:
+    """Simulate ``inputs`` (a batch) through ``graph`` for ``steps`` steps, bit-exactly.
+
+    See :mod:`neurodeploy.simulation` for the input/record conventions. Returns a
+    :class:`~neurodeploy.simulation.RunResult` with ``backend="hw_sim"``.
+    """
+    engine = Engine(graph, device=device)
+    return engine.run(
+        inputs, steps=steps, input_mode=input_mode, reset_interval=reset_interval,
+        reset_offset=reset_offset, record=record,
+    )
