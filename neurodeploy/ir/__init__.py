@@ -8,6 +8,7 @@ from .nodes import (
     NODE_TYPES,
     Add,
     Affine,
+    Average,
     AvgPool2d,
     Concat,
     Conv2d,
@@ -26,7 +27,7 @@ from .nodes import (
 )
 
 __all__ = [
-    "Graph", "Node", "NODE_TYPES", "MAX_ELEMENTS", "Input", "Flatten", "Add", "Concat",
+    "Graph", "Node", "NODE_TYPES", "MAX_ELEMENTS", "Input", "Flatten", "Add", "Concat", "Average",
     "Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d", "LIF", "CubaLIF", "IF",
     "QDense", "QConv2d", "QSumPool2d", "QCubaLIF", "QSigmaDelta", "QResonateFire",
 ]

@@ -37,7 +37,9 @@ MAX_ELEMENTS = 1 << 28
 
 # Loihi fixed-point widths (reference/loihi.md §3.1).
 DECAY_UNITY = 4096  # 12-bit decays: a decay of d multiplies the state by (4096 - d) / 4096
-VTH_MANT_MAX = (1 << 17) - 1  # 17-bit unsigned threshold mantissa
+# 17-bit unsigned threshold mantissa. Lava does not enforce the width and netx's default for
+# dense layers without a neuron group is ``1 << 18 - 1`` == 2**17, so 2**17 is accepted too.
+VTH_MANT_MAX = 1 << 17
 BIAS_MANT_BITS = 13  # bias mantissa is 13-bit signed on Loihi
 SIGN_MODES = ("mixed", "excitatory", "inhibitory")
 RESET_MODES = ("zero", "subtract")
@@ -508,9 +510,11 @@ class _QWeights:
 
     The synaptic input of a step is ``shift(sum_j W[i, j] * s_j, weight_exp)`` where ``shift``
     is a left shift for positive and an arithmetic (floor) right shift for negative exponents,
-    applied to the *sum* as Lava's ``PyDenseModelBitAcc`` does. Before use, weights are clipped
-    by sign mode (mixed [-256, 255], excitatory [0, 255], inhibitory [-255, 0]) and their low
-    ``8 - num_weight_bits + (sign_mode == "mixed")`` bits are zeroed.
+    applied to the *sum* as Lava's ``PyDenseModelBitAcc`` does. For :class:`QDense`, weights are
+    first clipped by sign mode (mixed [-256, 255], excitatory [0, 255], inhibitory [-255, 0]) and
+    their low ``8 - num_weight_bits + (sign_mode == "mixed")`` bits are zeroed, as Lava does.
+    :class:`QConv2d` uses its mantissas as they are and wraps its output to 24 bits (Lava's
+    ``PyConvModelFixed``); its ``num_weight_bits``/``sign_mode`` describe the storage only.
     """
 
     weight: np.ndarray
@@ -676,7 +680,7 @@ class QCubaLIF(Node):
     def check(self) -> list[str]:
         problems = []
         if not 0 <= self.threshold <= VTH_MANT_MAX:
-            problems.append(f"threshold={self.threshold} outside [0, {VTH_MANT_MAX}] (17 bits)")
+            problems.append(f"threshold={self.threshold} outside [0, {VTH_MANT_MAX}]")
         for name in ("current_decay", "voltage_decay"):
             value = getattr(self, name)
             if not 0 <= value <= DECAY_UNITY:
@@ -748,3 +752,31 @@ class QResonateFire(Node):
 
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
         return in_shapes[0]
+
+
+@dataclass(frozen=True, eq=False)
+class Average(Node):
+    """Mean over ``num_outputs`` equal, contiguous groups of the flattened input (PyTorch
+    ``C, H, W`` order), as lava-dl slayer's ``Average`` block (netx layer type ``average``):
+    ``y[k] = mean(x.flatten()[k * n : (k + 1) * n])`` with ``n = x.size // num_outputs``.
+    Output shape ``(num_outputs,)``. A readout of graded values: read and written, not
+    simulated on chip."""
+
+    num_outputs: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "num_outputs", int(self.num_outputs))
+
+    def check(self) -> list[str]:
+        if self.num_outputs < 1:
+            return [f"num_outputs={self.num_outputs} must be positive"]
+        return []
+
+    def check_inputs(self, in_shapes: list[Shape]) -> list[str]:
+        size = int(np.prod(in_shapes[0]))
+        if size % self.num_outputs:
+            return [f"input of {size} values does not split into {self.num_outputs} groups"]
+        return []
+
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        return (self.num_outputs,)
