@@ -58,6 +58,15 @@ def _wrap24(x: torch.Tensor) -> torch.Tensor:
     return ((x + M24) & 0xFFFFFF) - M24
 
 
+def _fshift(x: torch.Tensor, exp: int) -> torch.Tensor:
+    """``_shift`` on exact-integer floats: a multiply by a power of two (exact) and a floor."""
+    if exp > 0:
+        return x * float(1 << exp)
+    if exp < 0:
+        return torch.floor(x * (1.0 / (1 << -exp)))
+    return x
+
+
 def _shift(x: torch.Tensor, exp: int) -> torch.Tensor:
     """Left shift for positive ``exp``, arithmetic (floor) right shift for negative."""
     if exp > 0:
@@ -107,6 +116,7 @@ class _Synapse:
     rec_target: str | None = None
     rec_bound: float = 0.0
     dtype: torch.dtype = torch.float32
+    needs_wrap24: bool = True
 
 
 class Engine:
@@ -262,8 +272,10 @@ class Engine:
                     raise NeurodeployError(
                         f"{name}: synaptic sums can reach {worst:.3g}, beyond exact arithmetic"
                     )
-                syn.dtype = torch.float32 if worst < FLOAT32_EXACT else torch.float64
                 shifted = acc * 2.0 ** syn.weight_exp + rec_acc * 2.0 ** syn.weight_exp
+                worst = max(worst, shifted)
+                syn.dtype = torch.float32 if worst < FLOAT32_EXACT else torch.float64
+                syn.needs_wrap24 = syn.wrap24 and acc * 2.0 ** syn.weight_exp >= M24
                 act_bound[name] = min(shifted, float(M24)) if syn.wrap24 else shifted
                 event_bound[name] = act_bound[name]
             else:
@@ -291,14 +303,30 @@ class Engine:
             k = None
             if reset_interval is not None:
                 k = (reset_offset + 1 + self.depth[name]) % reset_interval
+            emulate32 = a_bound >= INT32_SAFE_ACTIVATION
+            state_dtype = torch.int64 if emulate32 else torch.float64
+            # Static bounds decide whether the wrap of u and the saturation of v can trigger.
+            if node.current_decay == 0:
+                u_bound = float("inf") if a_bound else 0.0
+            else:
+                u_bound = a_bound * 64 * 4096 / node.current_decay
+            wrap_u = u_bound >= M24
+            u_max = float(M24) if wrap_u else u_bound
+            b_max = float(eff_bias.abs().max()) if eff_bias.numel() else 0.0
+            if node.voltage_decay == 0:
+                v_bound = float("inf") if (u_max or b_max) else 0.0
+            else:
+                v_bound = (u_max + b_max) * 4096 / node.voltage_decay
             neurons[name] = dict(
-                u=torch.zeros((batch, *shape), dtype=torch.int64, device=dev),
-                v=torch.zeros((batch, *shape), dtype=torch.int64, device=dev),
+                u=torch.zeros((batch, *shape), dtype=state_dtype, device=dev),
+                v=torch.zeros((batch, *shape), dtype=state_dtype, device=dev),
                 mu=4096 - node.current_decay,
                 mv=4096 - node.voltage_decay,
                 vth=int(node.threshold) << 6,
-                bias=eff_bias,
-                emulate32=a_bound >= INT32_SAFE_ACTIVATION,
+                bias=eff_bias.to(state_dtype),
+                emulate32=emulate32,
+                wrap_u=wrap_u,
+                clamp_v=v_bound >= M24 - 1,
                 reset_phase=k,
                 subtract=node.reset == "subtract",
             )
@@ -308,7 +336,7 @@ class Engine:
         for n, syn in self.synapses.items():
             if syn.max_delay:
                 out = int(np.prod(syn.out_shape))
-                rings[n] = torch.zeros((batch, out, syn.max_delay + 1), dtype=torch.int64,
+                rings[n] = torch.zeros((batch, out, syn.max_delay + 1), dtype=torch.float64,
                                        device=dev)
         rec_buffers: dict[str, torch.Tensor | int] = {n: 0 for n, s in self.synapses.items()
                                                      if s.rec_weight is not None}
@@ -341,14 +369,19 @@ class Engine:
                         for s in self.synapses.values():
                             if s.rec_target == name:
                                 a = a + rec_buffers[s.name]
-                    s_out = self._neuron_step(neurons[name], a, tau, reset_interval)
+                    st = neurons[name]
+                    if reset_interval is not None and tau % reset_interval == st["reset_phase"]:
+                        st["u"] = torch.zeros_like(st["u"])
+                        st["v"] = torch.zeros_like(st["v"])
+                    step = self._neuron_step_int if st["emulate32"] else self._neuron_step
+                    s_out = step(st, a)
                     values[name] = s_out
                     counts[name] += s_out.reshape(batch, -1).sum(dim=1)
                     qs = rec.get(name, ())
-                    if "u" in qs:
-                        traces[f"{name}.u"].append(neurons[name]["u"].clone())
+                    if "u" in qs:  # state tensors are never modified in place: no copies
+                        traces[f"{name}.u"].append(st["u"])
                     if "v" in qs:
-                        traces[f"{name}.v"].append(neurons[name]["v"].clone())
+                        traces[f"{name}.v"].append(st["v"])
                     if "s" in qs:
                         traces[f"{name}.s"].append(s_out.to(torch.int8))
                 elif isinstance(node, Flatten):
@@ -372,17 +405,17 @@ class Engine:
                 buffers[name] = self._synapse_step(syn, ev, batch, binary, rings.get(name))
                 if syn.rec_weight is not None:
                     s_self = values[syn.rec_target]
-                    acc = self._matmul(s_self.reshape(batch, -1), syn.rec_weight, syn.dtype)
-                    rec_buffers[name] = _shift(acc, syn.weight_exp)
+                    acc = s_self.reshape(batch, -1).to(syn.dtype) @ syn.rec_weight.to(syn.dtype)
+                    rec_buffers[name] = _fshift(acc, syn.weight_exp).reshape(
+                        batch, *syn.out_shape)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         sim_time = time.perf_counter() - start
         out_traces = {
-            key: torch.stack(vals, dim=-1).cpu().numpy() for key, vals in traces.items()
+            key: torch.stack(vals, dim=-1).to(torch.int32 if key[-1] in "uv" else torch.int8)
+            .cpu().numpy()
+            for key, vals in traces.items()
         }
-        for key in list(out_traces):
-            if key.endswith((".u", ".v")):
-                out_traces[key] = out_traces[key].astype(np.int32)
         return RunResult(
             backend="hw_sim",
             steps=steps,
@@ -397,69 +430,90 @@ class Engine:
     def _map(value, fn):
         return fn(value) if torch.is_tensor(value) else value
 
-    @staticmethod
-    def _matmul(ev: torch.Tensor, w: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        acc = ev.to(dtype) @ w.to(dtype)
-        return acc.round().to(torch.int64)
-
-    def _synapse_step(self, syn: _Synapse, ev, batch: int, binary: bool, ring) -> torch.Tensor | int:
+    def _synapse_step(self, syn: _Synapse, ev, batch: int, binary: bool, ring):
+        """This step's events in; the (exact-integer float) current delivered next step out."""
         if ev is None:
             return 0
         if not torch.is_tensor(ev):
             ev = torch.zeros((batch, 1), dtype=torch.int64, device=self.device) + ev
-        if binary:
+        if binary and ev.dtype != torch.bool:
             ev = ev != 0
         dtype = syn.dtype
         if syn.kind == "dense":
             flat = ev.reshape(batch, -1).to(dtype)
-            if ring is not None:
+            if ring is not None:  # Lava's DelayDense: a ring of per-delay accumulations
                 ring[..., 0] = 0
                 ring.copy_(torch.roll(ring, -1, dims=-1))
                 for k, wk in syn.delay_slots:
-                    acc = (flat @ wk.to(dtype)).round().to(torch.int64)
-                    ring[..., k] += _shift(acc, syn.weight_exp)
+                    ring[..., k] += _fshift(flat @ wk.to(dtype), syn.weight_exp).double()
                 return ring[..., 0].reshape(batch, *syn.out_shape).clone()
-            acc = (flat @ syn.weight.to(dtype)).round().to(torch.int64)
-            return _shift(acc, syn.weight_exp).reshape(batch, *syn.out_shape)
+            acc = flat @ syn.weight.to(dtype)
+            return _fshift(acc, syn.weight_exp).reshape(batch, *syn.out_shape)
         if syn.kind == "conv":
             acc = F.conv2d(ev.to(dtype), syn.weight.to(dtype), **syn.conv_args)
         else:
             a = syn.conv_args
             acc = F.avg_pool2d(ev.to(dtype), a["kernel_size"], a["stride"], a["padding"],
                                divisor_override=1) * syn.weight.to(dtype)
-        acc = _shift(acc.round().to(torch.int64), syn.weight_exp)
-        return _wrap24(acc)
+        acc = _fshift(acc, syn.weight_exp)
+        if syn.needs_wrap24:  # Lava's signed_clamp(x, 24) is a modular wrap
+            acc = torch.remainder(acc.double() + M24, float(1 << 24)) - M24
+        return acc
 
     @staticmethod
-    def _neuron_step(st: dict, a, tau: int, reset_interval: int | None) -> torch.Tensor:
+    def _neuron_step(st: dict, a) -> torch.Tensor:
+        """CUBA-LIF update in float64, exact: every value is an integer below 2**53, decays are
+        a multiply by m/4096 (exact) and a truncation (Lava's round toward zero)."""
         u, v = st["u"], st["v"]
-        if reset_interval is not None and tau % reset_interval == st["reset_phase"]:
-            u.zero_()
-            v.zero_()
-        # u: decay (round toward zero), add input << 6, Lava's single conditional 24-bit wrap.
+        mu, mv = st["mu"], st["mv"]
+        if mu == 0:
+            x = torch.zeros_like(u)
+        elif mu == 4096:
+            x = u
+        else:
+            x = torch.trunc(u * (mu / 4096))
+        if torch.is_tensor(a):
+            x = torch.add(x, a.to(torch.float64), alpha=64)
+        elif a:
+            x = x + float(a) * 64
+        if st["wrap_u"]:  # Lava's single conditional wrap into (-2**23, 2**23]
+            x = torch.where(x > M24, x - 2 * M24, torch.where(x <= -M24, x + 2 * M24, x))
+        if mv == 0:
+            y = x + st["bias"]
+        elif mv == 4096:
+            y = v + x + st["bias"]
+        else:
+            y = torch.trunc(v * (mv / 4096)).add_(x).add_(st["bias"])
+        if st["clamp_v"]:
+            y.clamp_(-(M24 - 1), M24 - 1)
+        s = y > st["vth"]
+        if st["subtract"]:
+            y.sub_(s.to(y.dtype) * st["vth"])
+        else:
+            y.masked_fill_(s, 0)
+        st["u"], st["v"] = x, y
+        return s
+
+    @staticmethod
+    def _neuron_step_int(st: dict, a) -> torch.Tensor:
+        """The same update in int64 with Lava's int32 overflow emulated, for layers whose
+        synaptic input can reach 2**24 (where Lava's ``a << 6`` leaves int32)."""
+        u, v = st["u"], st["v"]
         du = torch.div(u * st["mu"], 4096, rounding_mode="trunc")
         if torch.is_tensor(a):
-            act = a << 6
-            if st["emulate32"]:
-                act = _wrap32(act)
-                du = _wrap32(du + act)
-            else:
-                du = du + act
+            act = _wrap32(a.to(torch.int64) << 6)
+            du = _wrap32(du + act)
         elif a:
-            du = du + (int(a) << 6)
-        u_new = torch.where(du > M24, du - 2 * M24, du)
-        u_new = torch.where(du <= -M24, du + 2 * M24, u_new)
-        u.copy_(u_new)
-        # v: decay, add u and bias, saturate to +-(2**23 - 1).
-        dv = torch.div(v * st["mv"], 4096, rounding_mode="trunc") + u + st["bias"]
-        if st["emulate32"]:
-            dv = _wrap32(dv)
-        v.copy_(dv.clamp_(-(M24 - 1), M24 - 1))
-        s = v > st["vth"]
+            du = _wrap32(du + (int(a) << 6))
+        x = torch.where(du > M24, du - 2 * M24, torch.where(du <= -M24, du + 2 * M24, du))
+        y = _wrap32(torch.div(v * st["mv"], 4096, rounding_mode="trunc") + x + st["bias"])
+        y = y.clamp_(-(M24 - 1), M24 - 1)
+        s = y > st["vth"]
         if st["subtract"]:
-            v.sub_(s.to(torch.int64) * st["vth"])
+            y.sub_(s.to(torch.int64) * st["vth"])
         else:
-            v.masked_fill_(s, 0)
+            y.masked_fill_(s, 0)
+        st["u"], st["v"] = x, y
         return s
 
 

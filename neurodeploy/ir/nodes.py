@@ -138,8 +138,9 @@ class Input(Node):
     In the fixed stage an ``Input`` feeds its successor neuron either as bias current
     (``input_mode="bias"``: the value is the neuron's bias mantissa, as lava-dl feeds images)
     or as spikes/graded events on its synaptic input (``input_mode="spikes"``).
-    ``num_message_bits`` is 0 for binary spikes (any non-zero value is one spike) and the payload
-    width for graded input.
+    ``num_message_bits`` is 0 for binary spikes and the payload width for graded input. As in
+    Lava, a synapse fed binary events counts any non-zero value as one spike, while a neuron fed
+    directly by the input adds the value to its synaptic input as it is.
     """
 
     shape: Shape = ()
