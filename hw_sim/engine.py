@@ -329,6 +329,7 @@ class Engine:
                 clamp_v=v_bound >= M24 - 1,
                 reset_phase=k,
                 subtract=node.reset == "subtract",
+                zeros=torch.zeros((batch, *shape), dtype=state_dtype, device=dev),
             )
         # Synapse buffers (what each synapse delivers this step).
         buffers: dict[str, torch.Tensor | int] = {n: 0 for n in self.synapses}
@@ -343,7 +344,7 @@ class Engine:
         traces: dict[str, list[torch.Tensor]] = {
             f"{n}.{q}": [] for n, qs in rec.items() for q in ("u", "v", "s") if q in qs
         }
-        counts = {n: torch.zeros(batch, dtype=torch.int64, device=dev) for n in neurons}
+        counts = {n: torch.zeros(batch, dtype=torch.float64, device=dev) for n in neurons}
         x_dev = torch.as_tensor(x, device=dev)
 
         for t in range(steps):
@@ -376,7 +377,7 @@ class Engine:
                     step = self._neuron_step_int if st["emulate32"] else self._neuron_step
                     s_out = step(st, a)
                     values[name] = s_out
-                    counts[name] += s_out.reshape(batch, -1).sum(dim=1)
+                    counts[name] += s_out.reshape(batch, -1).sum(dim=1)  # exact: < 2**24
                     qs = rec.get(name, ())
                     if "u" in qs:  # state tensors are never modified in place: no copies
                         traces[f"{name}.u"].append(st["u"])
@@ -401,7 +402,8 @@ class Engine:
             for name, syn in self.synapses.items():
                 src = g.predecessors(name)[0]
                 ev = values[src]
-                binary = not (src == in_name and in_node.num_message_bits > 0)
+                # Events from neurons are already 0/1; binary input events are binarized here.
+                binary = src == in_name and in_node.num_message_bits == 0
                 buffers[name] = self._synapse_step(syn, ev, batch, binary, rings.get(name))
                 if syn.rec_weight is not None:
                     s_self = values[syn.rec_target]
@@ -422,7 +424,7 @@ class Engine:
             samples=batch,
             layers=list(g.neurons),
             traces=out_traces,
-            spike_counts={n: c.cpu().numpy() for n, c in counts.items()},
+            spike_counts={n: c.cpu().numpy().astype(np.int64) for n, c in counts.items()},
             sim_time_s=sim_time,
         )
 
@@ -436,7 +438,7 @@ class Engine:
             return 0
         if not torch.is_tensor(ev):
             ev = torch.zeros((batch, 1), dtype=torch.int64, device=self.device) + ev
-        if binary and ev.dtype != torch.bool:
+        if binary:
             ev = ev != 0
         dtype = syn.dtype
         if syn.kind == "dense":
@@ -466,16 +468,22 @@ class Engine:
         a multiply by m/4096 (exact) and a truncation (Lava's round toward zero)."""
         u, v = st["u"], st["v"]
         mu, mv = st["mu"], st["mv"]
-        if mu == 0:
-            x = torch.zeros_like(u)
-        elif mu == 4096:
-            x = u
-        else:
-            x = torch.trunc(u * (mu / 4096))
         if torch.is_tensor(a):
-            x = torch.add(x, a.to(torch.float64), alpha=64)
-        elif a:
-            x = x + float(a) * 64
+            if mu == 0:
+                x = a.to(torch.float64).mul_(64)
+            elif mu == 4096:
+                x = torch.add(u, a, alpha=64)
+            else:
+                x = (u * (mu / 4096)).trunc_().add_(a, alpha=64)
+        else:
+            if mu == 0:
+                x = st["zeros"]  # shared: state tensors are never modified in place
+            elif mu == 4096:
+                x = u
+            else:
+                x = (u * (mu / 4096)).trunc_()
+            if a:
+                x = x + float(a) * 64
         if st["wrap_u"]:  # Lava's single conditional wrap into (-2**23, 2**23]
             x = torch.where(x > M24, x - 2 * M24, torch.where(x <= -M24, x + 2 * M24, x))
         if mv == 0:
@@ -483,7 +491,7 @@ class Engine:
         elif mv == 4096:
             y = v + x + st["bias"]
         else:
-            y = torch.trunc(v * (mv / 4096)).add_(x).add_(st["bias"])
+            y = (v * (mv / 4096)).trunc_().add_(x).add_(st["bias"])
         if st["clamp_v"]:
             y.clamp_(-(M24 - 1), M24 - 1)
         s = y > st["vth"]
@@ -492,7 +500,7 @@ class Engine:
         else:
             y.masked_fill_(s, 0)
         st["u"], st["v"] = x, y
-        return s
+        return s.to(torch.float32)
 
     @staticmethod
     def _neuron_step_int(st: dict, a) -> torch.Tensor:
@@ -514,7 +522,7 @@ class Engine:
         else:
             y.masked_fill_(s, 0)
         st["u"], st["v"] = x, y
-        return s
+        return s.to(torch.float32)
 
 
 def run(
