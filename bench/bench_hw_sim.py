@@ -16,6 +16,7 @@ import json
 import platform
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         results["rows"].append(row)
         print(json.dumps(row), flush=True)
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2)
     return 0

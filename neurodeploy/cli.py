@@ -1,0 +1,243 @@
+"""The ``neurodeploy`` command line: a thin layer over :mod:`neurodeploy.api`.
+
+Every :class:`~neurodeploy.errors.NeurodeployError` becomes one line
+``neurodeploy: error: <message>`` on stderr and exit status 2, with no output folder left
+behind; any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import BadInputFileError, NeurodeployError
+
+PROG = "neurodeploy"
+
+SIMULATE_EPILOG = """\
+examples:
+  neurodeploy simulate pilotnet --out pilotnet-out
+      PilotNet from lava-dl with its driving image: 16 steps, reset every 16 steps
+  neurodeploy simulate model.net --input batch.npy --steps 32 --record s --out run1
+      your netx model on a batch of bias inputs (netx layout: batch, W, H, C)
+  neurodeploy simulate model.net --input events.npy --input-mode spikes --backend lava --out run2
+      spike input (W, H, C, T), cross-checked on Lava's bit-accurate models
+
+built-in examples (need lava-dl, Python 3.10):
+{examples}
+
+output: DIR/trace.npz (<layer>.u/.v/.s, time last, model file layout) and DIR/summary.json
+"""
+
+INSPECT_EPILOG = """\
+example:
+  neurodeploy inspect pilotnet
+  neurodeploy inspect path/to/network.net
+"""
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    """Progress on stderr (stdout stays for results)."""
+    if not getattr(args, "quiet", False):
+        print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``neurodeploy`` command."""
+    from .examples import describe
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Compile, simulate bit-exactly and cost spiking neural networks for "
+                    "Loihi-style neuromorphic chips.",
+        epilog="run 'neurodeploy COMMAND --help' for a command's options",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    sim = sub.add_parser(
+        "simulate", help="run a network on inputs and save traces and spike counts",
+        description="Simulate a fixed-point network (netx HDF5 file or built-in example) on\n"
+                    "one sample or a batch, print per-layer activity and save trace.npz and\n"
+                    "summary.json.",
+        epilog=SIMULATE_EPILOG.format(
+            examples="\n".join("  " + line for line in describe().splitlines())
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sim.add_argument("model", metavar="MODEL",
+                     help="model file (netx HDF5 .net/.h5) or a built-in example name")
+    sim.add_argument("--out", required=True, metavar="DIR",
+                     help="output folder (created; must be new, empty or a previous output)")
+    sim.add_argument("--backend", default="hw_sim", metavar="{hw_sim,lava}",
+                     help="hw_sim: fast bit-exact simulator (default); lava: Lava's fixed_pt "
+                          "process models (Python 3.10, CPU)")
+    sim.add_argument("--input", metavar="FILE",
+                     help="input .npy (or .npz with one array) in the model file's layout, "
+                          "one sample or a batch (leading axis); default: the example's input")
+    sim.add_argument("--input-mode", metavar="{bias,spikes}",
+                     help="bias: constant bias mantissas of the input layer (default); "
+                          "spikes: events per step, time last")
+    sim.add_argument("--steps", type=int, metavar="T",
+                     help="time steps to simulate (default: the example's, or the spike "
+                          "input's length)")
+    sim.add_argument("--reset-interval", type=int, metavar="K",
+                     help="zero u and v every K steps, staggered per layer as netx does "
+                          "(default: the example's, else none)")
+    sim.add_argument("--reset-offset", type=int, default=0, metavar="K",
+                     help="shift of the reset schedule in steps (default 0)")
+    sim.add_argument("--record", default="u,v,s", metavar="u,v,s",
+                     help="state to record per layer: any of u (current), v (voltage), "
+                          "s (spikes), comma separated (default u,v,s); 'none' records nothing")
+    sim.add_argument("--layers", metavar="A,B",
+                     help="record only these layers (default: every layer with neurons)")
+    sim.add_argument("--device", default="cpu", metavar="{cpu,cuda}",
+                     help="hw_sim device: cpu (default), cuda or cuda:N")
+    sim.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    sim.set_defaults(func=cmd_simulate)
+
+    ins = sub.add_parser(
+        "inspect", help="print a network's layers, shapes and parameters",
+        description="Print one row per layer (type, shape, neurons, synapses, fixed-point\n"
+                    "parameters) of a model file or built-in example.",
+        epilog=INSPECT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ins.add_argument("model", metavar="MODEL",
+                     help="model file (netx HDF5 .net/.h5) or a built-in example name")
+    ins.set_defaults(func=cmd_inspect)
+    return parser
+
+
+# ------------------------------------------------------------------------------- commands
+
+
+def _resolve_model(spec: str) -> tuple[Path, Any]:
+    """``(model path, Example or None)`` for a MODEL argument."""
+    from . import examples
+
+    path = Path(spec)
+    if path.exists():
+        return path, None
+    if spec in examples.names():
+        example = examples.resolve(spec)
+        return example.path, example
+    raise BadInputFileError(
+        path, "no such file", hint=f"built-in examples: {', '.join(examples.names())}"
+    )
+
+
+def _record_spec(record: str, layers: str | None) -> Any:
+    """``--record``/``--layers`` → the ``record`` argument of :func:`neurodeploy.api.simulate`."""
+    what = [] if record.strip().lower() == "none" else _csv(record)
+    if layers is None:
+        return what or None
+    names = _csv(layers)
+    if not names:
+        raise NeurodeployError("--layers needs at least one layer name")
+    return {name: what for name in names}
+
+
+def _format_activity(rows: list[dict[str, Any]]) -> str:
+    """Per-layer activity as an aligned text table."""
+    header = ("layer", "neurons", "spikes", "spikes/sample", "rate/neuron/step")
+    body = []
+    for row in rows:
+        body.append((
+            row["layer"],
+            "?" if row["neurons"] is None else f"{row['neurons']:,}",
+            f"{row['spikes']:,}",
+            f"{row['spikes_per_sample']:,.1f}",
+            "?" if row["rate"] is None else f"{row['rate']:.4f}",
+        ))
+    widths = [max(len(str(r[i])) for r in [header, *body]) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+
+    lines = [line(header), "  ".join("-" * w for w in widths)]
+    lines.extend(line(r) for r in body)
+    return "\n".join(lines)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """``neurodeploy simulate``: see the command's ``--help``."""
+    from . import api
+
+    out = api.check_out_dir(args.out)
+    model_path, example = _resolve_model(args.model)
+    input_path = args.input
+    if input_path is None and example is not None and example.input_path is not None:
+        input_path = example.input_path
+    if input_path is None:
+        raise NeurodeployError(f"no input for {args.model}: give --input FILE.npy")
+    if not Path(input_path).is_file():  # fail before the (slower) model load
+        raise BadInputFileError(input_path, "no such file")
+    input_mode = args.input_mode or (example.input_mode if example else "bias")
+    steps = args.steps if args.steps is not None else (example.steps if example else None)
+    reset_interval = args.reset_interval
+    if reset_interval is None and example is not None:
+        reset_interval = example.reset_interval
+    record = _record_spec(args.record, args.layers)
+
+    _say(args, f"loading {model_path}")
+    graph, load_time = api.timed_load(model_path)
+    _say(args, f"loaded {len(graph.neurons)} neuron layers in {load_time:.2f} s; "
+               f"reading {input_path}")
+    t0 = time.perf_counter()
+    result = api.simulate(
+        graph, input_path, backend=args.backend, steps=steps, input_mode=input_mode,
+        reset_interval=reset_interval, reset_offset=args.reset_offset, record=record,
+        device=args.device, log=lambda message: _say(args, message),
+    )
+    wall = time.perf_counter() - t0
+    _say(args, f"writing {out}")
+    api.save_run(
+        result, out, model_name=args.model if example else str(model_path),
+        load_time_s=load_time,
+        extra={"model_path": str(model_path), "input_path": str(input_path),
+               "example": example.name if example else None},
+    )
+    print(f"{args.model}: {result.samples} sample(s) x {result.steps} steps on {result.backend}")
+    print(_format_activity(api.activity(result)))
+    print(f"simulation {result.sim_time_s:.3f} s (wall {wall:.3f} s), load {load_time:.3f} s")
+    print(f"saved {out / 'trace.npz'} and {out / 'summary.json'}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """``neurodeploy inspect``: print the layer table of a model."""
+    from . import api
+    from .inspect import format_layer_table, layer_table
+
+    model_path, _ = _resolve_model(args.model)
+    graph = api.load(model_path)
+    print(format_layer_table(layer_table(graph)))
+    return 0
+
+
+# ------------------------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help, --version (0) and usage errors (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return args.func(args)
+    except NeurodeployError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
