@@ -38,7 +38,13 @@ from neurodeploy.ir import (
     QDense,
     QSumPool2d,
 )
-from neurodeploy.simulation import RunResult, check_inputs, normalize_record
+from neurodeploy.simulation import (
+    RunResult,
+    check_inputs,
+    normalize_record,
+    pipeline_depths,
+    reset_phase,
+)
 
 M24 = 1 << 23  # Lava's max_uv_val
 FLOAT32_EXACT = 1 << 24
@@ -139,7 +145,7 @@ class Engine:
             )
         self.order = graph.topo_order
         self.shapes = graph.shapes
-        self.depth = self._pipeline_depths()
+        self.depth = pipeline_depths(graph)
         self.synapses: dict[str, _Synapse] = {}
         for name in self.order:
             node = graph.nodes[name]
@@ -148,15 +154,6 @@ class Engine:
         self._check_structure()
 
     # ------------------------------------------------------------------ compilation
-
-    def _pipeline_depths(self) -> dict[str, int]:
-        depth: dict[str, int] = {}
-        for name in self.graph.topo_order:
-            node = self.graph.nodes[name]
-            preds = self.graph.predecessors(name)
-            d = max((depth[p] for p in preds), default=0)
-            depth[name] = d + (1 if node.is_synapse else 0)
-        return depth
 
     def _check_structure(self) -> None:
         g = self.graph
@@ -302,7 +299,7 @@ class Engine:
                 a_bound += max_in if in_node.num_message_bits else float(np.abs(x).max(initial=0))
             k = None
             if reset_interval is not None:
-                k = (reset_offset + 1 + self.depth[name]) % reset_interval
+                k = reset_phase(self.depth[name], reset_interval, reset_offset)
             emulate32 = a_bound >= INT32_SAFE_ACTIVATION
             state_dtype = torch.int64 if emulate32 else torch.float64
             # Static bounds decide whether the wrap of u and the saturation of v can trigger.

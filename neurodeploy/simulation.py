@@ -117,3 +117,19 @@ def check_inputs(graph: Graph, inputs: np.ndarray, steps: int, input_mode: str) 
     elif arr.dtype.kind not in "biu":
         raise NeurodeployError(f"inputs must be numeric, got dtype {arr.dtype}")
     return arr.astype(np.int64)
+
+
+def pipeline_depths(graph: Graph) -> dict[str, int]:
+    """Synapse nodes on the longest path from the input to each node (Lava's pipeline depth:
+    every synapse delivers one step late). The input layer's neuron has depth 0."""
+    depth: dict[str, int] = {}
+    for name in graph.topo_order:
+        base = max((depth[p] for p in graph.predecessors(name)), default=0)
+        depth[name] = base + (1 if graph.nodes[name].is_synapse else 0)
+    return depth
+
+
+def reset_phase(depth: int, reset_interval: int, reset_offset: int = 0) -> int:
+    """Lava time step phase (``tau % reset_interval``) at which a neuron at ``depth`` resets:
+    netx staggers each layer's reset by its delay (``LIFReset(reset_offset=...)``)."""
+    return (reset_offset + 1 + depth) % reset_interval

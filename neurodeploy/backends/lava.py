@@ -33,7 +33,13 @@ from ..ir.nodes import (
     QDense,
     QSumPool2d,
 )
-from ..simulation import RunResult, check_inputs, normalize_record
+from ..simulation import (
+    RunResult,
+    check_inputs,
+    normalize_record,
+    pipeline_depths,
+    reset_phase,
+)
 
 #: Node types this backend can build.
 SUPPORTED_NODES = ("Input", "QCubaLIF", "QDense", "QConv2d", "QSumPool2d", "Flatten", "Add",
@@ -150,16 +156,6 @@ def _check_supported(graph: Graph) -> None:
                     f"{name} (QCubaLIF): bias mantissas span [{node.bias.min()}, "
                     f"{node.bias.max()}], outside Lava's int16 bias_mant [{lo}, {hi}]"
                 )
-
-
-def pipeline_depths(graph: Graph) -> dict[str, int]:
-    """Number of synapse nodes on the longest path from the Input node to each node."""
-    depth: dict[str, int] = {}
-    for name in graph.topo_order:
-        preds = graph.predecessors(name)
-        base = max((depth[p] for p in preds), default=0)
-        depth[name] = base + (1 if graph.nodes[name].is_synapse else 0)
-    return depth
 
 
 def _message_bits(graph: Graph, name: str) -> int:
@@ -307,7 +303,7 @@ class _Builder:
             return self.lava.lif.LIF(**kwargs)
         k = self.reset_interval
         return self.lava.lif.LIFReset(
-            reset_interval=k, reset_offset=(self.reset_offset + 1 + self.depth[name]) % k,
+            reset_interval=k, reset_offset=reset_phase(self.depth[name], k, self.reset_offset),
             **kwargs,
         )
 
