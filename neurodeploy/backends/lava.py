@@ -324,7 +324,7 @@ class _Builder:
         )
         if node.delay is not None:
             return self.lava.dense.DelayDense(
-                delays=np.asarray(node.delay, dtype=np.int32), max_delay=MAX_DELAY, **kwargs
+                delays=np.asarray(node.delay).astype(int), max_delay=MAX_DELAY, **kwargs
             )
         return self.lava.dense.Dense(**kwargs)
 
