@@ -123,6 +123,15 @@ class _Synapse:
     rec_bound: float = 0.0
     dtype: torch.dtype = torch.float32
     needs_wrap24: bool = True
+    # The weights above cast to ``dtype`` (set per run by ``cast_weights``).
+    w: torch.Tensor | None = None
+    rec_w: torch.Tensor | None = None
+    delay_w: list[tuple[int, torch.Tensor]] = field(default_factory=list)
+
+    def cast_weights(self) -> None:
+        self.w = None if self.weight is None else self.weight.to(self.dtype)
+        self.rec_w = None if self.rec_weight is None else self.rec_weight.to(self.dtype)
+        self.delay_w = [(k, wk.to(self.dtype)) for k, wk in self.delay_slots]
 
 
 class Engine:
@@ -152,6 +161,11 @@ class Engine:
             if isinstance(node, (QDense, QConv2d, QSumPool2d)):
                 self.synapses[name] = self._compile_synapse(name, node)
         self._check_structure()
+        #: neuron → recurrent synapses feeding back its own spikes (netx dense_rec)
+        self.rec_sources: dict[str, list[str]] = {}
+        for name, syn in self.synapses.items():
+            if syn.rec_target is not None:
+                self.rec_sources.setdefault(syn.rec_target, []).append(name)
 
     # ------------------------------------------------------------------ compilation
 
@@ -272,6 +286,7 @@ class Engine:
                 shifted = acc * 2.0 ** syn.weight_exp + rec_acc * 2.0 ** syn.weight_exp
                 worst = max(worst, shifted)
                 syn.dtype = torch.float32 if worst < FLOAT32_EXACT else torch.float64
+                syn.cast_weights()
                 syn.needs_wrap24 = syn.wrap24 and acc * 2.0 ** syn.weight_exp >= M24
                 act_bound[name] = min(shifted, float(M24)) if syn.wrap24 else shifted
                 event_bound[name] = act_bound[name]
@@ -361,12 +376,8 @@ class Engine:
                         if val is None:
                             continue
                         a = a + val
-                    if name in rec_buffers.keys() or any(
-                        s.rec_target == name for s in self.synapses.values()
-                    ):
-                        for s in self.synapses.values():
-                            if s.rec_target == name:
-                                a = a + rec_buffers[s.name]
+                    for src in self.rec_sources.get(name, ()):
+                        a = a + rec_buffers[src]
                     st = neurons[name]
                     if reset_interval is not None and tau % reset_interval == st["reset_phase"]:
                         st["u"] = torch.zeros_like(st["u"])
@@ -404,7 +415,7 @@ class Engine:
                 buffers[name] = self._synapse_step(syn, ev, batch, binary, rings.get(name))
                 if syn.rec_weight is not None:
                     s_self = values[syn.rec_target]
-                    acc = s_self.reshape(batch, -1).to(syn.dtype) @ syn.rec_weight.to(syn.dtype)
+                    acc = s_self.reshape(batch, -1).to(syn.dtype) @ syn.rec_w
                     rec_buffers[name] = _fshift(acc, syn.weight_exp).reshape(
                         batch, *syn.out_shape)
         if dev.type == "cuda":
@@ -443,17 +454,17 @@ class Engine:
             if ring is not None:  # Lava's DelayDense: a ring of per-delay accumulations
                 ring[..., 0] = 0
                 ring.copy_(torch.roll(ring, -1, dims=-1))
-                for k, wk in syn.delay_slots:
-                    ring[..., k] += _fshift(flat @ wk.to(dtype), syn.weight_exp).double()
+                for k, wk in syn.delay_w:
+                    ring[..., k] += _fshift(flat @ wk, syn.weight_exp).double()
                 return ring[..., 0].reshape(batch, *syn.out_shape).clone()
-            acc = flat @ syn.weight.to(dtype)
+            acc = flat @ syn.w
             return _fshift(acc, syn.weight_exp).reshape(batch, *syn.out_shape)
         if syn.kind == "conv":
-            acc = F.conv2d(ev.to(dtype), syn.weight.to(dtype), **syn.conv_args)
+            acc = F.conv2d(ev.to(dtype), syn.w, **syn.conv_args)
         else:
             a = syn.conv_args
             acc = F.avg_pool2d(ev.to(dtype), a["kernel_size"], a["stride"], a["padding"],
-                               divisor_override=1) * syn.weight.to(dtype)
+                               divisor_override=1) * syn.w
         acc = _fshift(acc, syn.weight_exp)
         if syn.needs_wrap24:  # Lava's signed_clamp(x, 24) is a modular wrap
             acc = torch.remainder(acc.double() + M24, float(1 << 24)) - M24
