@@ -442,12 +442,21 @@ def _read_dense(rd: _Reader, layer: _Group, index: int, meta: dict[str, Any]) ->
         delay=delay, weight_rec=None if rec is None else mant[:, weight.shape[1]:],
     )
     meta["consumed"] |= {"weight", "weight_rec", "delay", "bias", "inFeatures", "outFeatures"}
+    return _add_synapse_layer(rd, layer, index, meta, kind, syn, declared, "size")
+
+
+
+def _add_synapse_layer(
+    rd: _Reader, layer: _Group, index: int, meta: dict[str, Any], kind: str, syn: Node,
+    declared: tuple[int, ...], shape_check: str,
+) -> str:
+    """Add a netx synapse layer as ``<kind><i>_syn`` feeding its neuron ``<kind><i>``; return
+    the neuron's name. ``shape_check`` is how the declared shape is compared later."""
     neuron, meta["neuron"] = _read_neuron(layer, kind, index, declared)
     syn_name = rd.add(f"{kind}{index}_syn", syn, [rd.previous(layer, index)])
     name = rd.add(f"{kind}{index}", neuron, [syn_name])
-    rd.declared[name] = ("size", declared)
+    rd.declared[name] = (shape_check, declared)
     return name
-
 
 def _read_conv(rd: _Reader, layer: _Group, index: int, meta: dict[str, Any]) -> str:
     declared = layer.shape()
@@ -474,11 +483,7 @@ def _read_conv(rd: _Reader, layer: _Group, index: int, meta: dict[str, Any]) -> 
     )
     meta["consumed"] |= {"weight", "stride", "padding", "dilation", "groups", "bias",
                          "inChannels", "outChannels", "kernelSize"}
-    neuron, meta["neuron"] = _read_neuron(layer, "conv", index, declared)
-    syn_name = rd.add(f"conv{index}_syn", syn, [rd.previous(layer, index)])
-    name = rd.add(f"conv{index}", neuron, [syn_name])
-    rd.declared[name] = ("exact", declared)
-    return name
+    return _add_synapse_layer(rd, layer, index, meta, "conv", syn, declared, "exact")
 
 
 def _read_pool(rd: _Reader, layer: _Group, index: int, meta: dict[str, Any]) -> str:
@@ -494,11 +499,7 @@ def _read_pool(rd: _Reader, layer: _Group, index: int, meta: dict[str, Any]) -> 
     syn = QSumPool2d(kernel_size=kernel, stride=layer.pair("stride", kernel),
                      padding=layer.pair("padding", 0), weight=int(weight.reshape(-1)[0]))
     meta["consumed"] |= {"weight", "kernelSize", "stride", "padding", "dilation", "bias"}
-    neuron, meta["neuron"] = _read_neuron(layer, "pool", index, declared)
-    syn_name = rd.add(f"pool{index}_syn", syn, [rd.previous(layer, index)])
-    name = rd.add(f"pool{index}", neuron, [syn_name])
-    rd.declared[name] = ("exact", declared)
-    return name
+    return _add_synapse_layer(rd, layer, index, meta, "pool", syn, declared, "exact")
 
 
 def _read_flatten(rd: _Reader, layer: _Group, index: int, meta: dict[str, Any]) -> str:
