@@ -2,8 +2,13 @@
 
 from .graph import Graph
 from .nodes import (
+    BNTT,
     IF,
     LIF,
+    UPDATE_ORDERS,
+    BatchNorm,
+    I,
+    ReLU,
     MAX_ELEMENTS,
     NODE_TYPES,
     Add,
@@ -28,6 +33,6 @@ from .nodes import (
 
 __all__ = [
     "Graph", "Node", "NODE_TYPES", "MAX_ELEMENTS", "Input", "Flatten", "Add", "Concat", "Average",
-    "Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d", "LIF", "CubaLIF", "IF",
+    "Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d", "LIF", "CubaLIF", "IF", "I", "ReLU", "BatchNorm", "BNTT", "UPDATE_ORDERS",
     "QDense", "QConv2d", "QSumPool2d", "QCubaLIF", "QSigmaDelta", "QResonateFire",
 ]

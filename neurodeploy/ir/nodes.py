@@ -43,6 +43,9 @@ VTH_MANT_MAX = 1 << 17
 BIAS_MANT_BITS = 13  # bias mantissa is 13-bit signed on Loihi
 SIGN_MODES = ("mixed", "excitatory", "inhibitory")
 RESET_MODES = ("zero", "subtract")
+#: Discrete update orders of the seeds' LIF (reference/algorithms.md §2): A integrates then
+#: fires from the new potential; B fires from the previous potential, then integrates.
+UPDATE_ORDERS = ("integrate_fire", "fire_integrate")
 
 
 def _array(value: Any, dtype: Any) -> np.ndarray:
@@ -430,6 +433,12 @@ class _FloatNeuron:
             value = getattr(self, name)
             if value is not None and not np.all(np.isfinite(value)):
                 problems.append(f"{name} holds NaN or infinite values")
+        reset = getattr(self, "reset", None)
+        if reset is not None and reset not in RESET_MODES:
+            problems.append(f"reset {reset!r} must be one of {RESET_MODES}")
+        order = getattr(self, "order", None)
+        if order is not None and order not in UPDATE_ORDERS:
+            problems.append(f"order {order!r} must be one of {UPDATE_ORDERS}")
         return problems
 
     def check_inputs(self, in_shapes: list[Shape]) -> list[str]:
@@ -446,7 +455,14 @@ class _FloatNeuron:
 @dataclass(frozen=True, eq=False)
 class LIF(_FloatNeuron, Node):
     """Leaky integrate-and-fire (NIR): ``tau dv/dt = (v_leak - v) + r I``; spike and reset at
-    ``v > v_threshold``. ``reset`` is ``"zero"`` (to ``v_reset``) or ``"subtract"``."""
+    ``v > v_threshold``. ``reset`` is ``"zero"`` (to ``v_reset``) or ``"subtract"``.
+
+    Simulated with forward Euler at the graph's ``metadata["dt"]``:
+    ``v ← v + dt/tau·(v_leak − v + r·I)``. The seeds' discrete LIF ``v ← λ·v + I`` is
+    ``tau = dt/(1−λ)``, ``r = 1/(1−λ)``, ``v_leak = 0``. ``order`` is ``"integrate_fire"``
+    (update, then spike if ``v > v_threshold`` and reset) or ``"fire_integrate"`` (spike from
+    the previous ``v``, then update and subtract/reset; adds one step of latency per layer).
+    """
 
     tau: np.ndarray = None  # type: ignore[assignment]
     r: np.ndarray = None  # type: ignore[assignment]
@@ -454,6 +470,7 @@ class LIF(_FloatNeuron, Node):
     v_threshold: np.ndarray = None  # type: ignore[assignment]
     v_reset: np.ndarray | None = None
     reset: str = "zero"
+    order: str = "integrate_fire"
     stage: ClassVar[str] = "float"
     is_neuron: ClassVar[bool] = True
     _param_names: ClassVar[tuple[str, ...]] = ("tau", "r", "v_leak", "v_threshold", "v_reset")
@@ -487,18 +504,108 @@ class CubaLIF(_FloatNeuron, Node):
 
 @dataclass(frozen=True, eq=False)
 class IF(_FloatNeuron, Node):
-    """Integrate-and-fire (NIR): ``dv/dt = r I``; spike at ``v > v_threshold``."""
+    """Integrate-and-fire (NIR): ``dv/dt = r I``; spike at ``v > v_threshold``.
+
+    Euler at ``metadata["dt"]``: ``v ← v + dt·r·I``; ``order`` as in :class:`LIF`."""
 
     r: np.ndarray = None  # type: ignore[assignment]
     v_threshold: np.ndarray = None  # type: ignore[assignment]
     v_reset: np.ndarray | None = None
     reset: str = "zero"
+    order: str = "integrate_fire"
     stage: ClassVar[str] = "float"
     is_neuron: ClassVar[bool] = True
     _param_names: ClassVar[tuple[str, ...]] = ("r", "v_threshold", "v_reset")
 
     def __post_init__(self) -> None:
         self._convert()
+
+
+@dataclass(frozen=True, eq=False)
+class I(_FloatNeuron, Node):  # noqa: E742 - NIR's name for the integrator
+    """Integrator (NIR ``I``): ``dv/dt = r I``, no leak, no threshold, no spikes.
+
+    The seeds' output accumulator (``U_out[t] = U_out[t-1] + W·s[t]``) is ``r = 1/dt``; its
+    output is the membrane potential ``v`` (the logits are ``v / T`` after ``T`` steps)."""
+
+    r: np.ndarray = None  # type: ignore[assignment]
+    stage: ClassVar[str] = "float"
+    is_neuron: ClassVar[bool] = True
+    _param_names: ClassVar[tuple[str, ...]] = ("r",)
+
+    def __post_init__(self) -> None:
+        self._convert()
+
+
+@dataclass(frozen=True, eq=False)
+class ReLU(Node):
+    """Rectified linear unit of an ANN (``max(x, 0)``); ANN→SNN conversion replaces it."""
+
+    stage: ClassVar[str] = "float"
+
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        return in_shapes[0]
+
+
+class _ChannelAffine:
+    """Per-channel ``y = scale·x + shift`` over axis 0 of a sample (channels or features)."""
+
+    scale: np.ndarray
+    shift: np.ndarray
+    _time_axis: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        for name in ("scale", "shift"):
+            object.__setattr__(self, name, _array(getattr(self, name), np.float64))
+
+    def check(self) -> list[str]:
+        want = 2 if self._time_axis else 1
+        problems = []
+        for name in ("scale", "shift"):
+            value = getattr(self, name)
+            if value.ndim != want:
+                problems.append(f"{name} must have {want} dimension(s), got shape {value.shape}")
+            elif not np.all(np.isfinite(value)):
+                problems.append(f"{name} holds NaN or infinite values")
+        if not problems and self.scale.shape != self.shift.shape:
+            problems.append(f"scale shape {self.scale.shape} != shift shape {self.shift.shape}")
+        return problems
+
+    def check_inputs(self, in_shapes: list[Shape]) -> list[str]:
+        channels = self.scale.shape[-1] if self.scale.ndim else None
+        if channels != in_shapes[0][0]:
+            return [f"{channels} channels in scale/shift, input has {in_shapes[0][0]}"]
+        return []
+
+    def output_shape(self, in_shapes: list[Shape]) -> Shape:
+        return in_shapes[0]
+
+
+@dataclass(frozen=True, eq=False)
+class BatchNorm(_ChannelAffine, Node):
+    """Inference-mode batch norm folded to ``scale = γ/sqrt(σ²+ε)``, ``shift = β − scale·μ``,
+    shape ``(C,)``; the fold-BN pass moves it into the preceding synapse."""
+
+    scale: np.ndarray = None  # type: ignore[assignment]
+    shift: np.ndarray = None  # type: ignore[assignment]
+    stage: ClassVar[str] = "float"
+
+
+@dataclass(frozen=True, eq=False)
+class BNTT(_ChannelAffine, Node):
+    """Batch Normalization Through Time at inference (reference/algorithms.md §4): at step
+    ``t`` (0-based) ``y = scale[t]·x + shift[t]`` per channel, shapes ``(T, C)``, with
+    ``scale[t] = γ_t/sqrt(σ²_t+ε)`` and ``shift[t] = −scale[t]·μ_t`` (no β). A run may not be
+    longer than ``T`` steps."""
+
+    scale: np.ndarray = None  # type: ignore[assignment]
+    shift: np.ndarray = None  # type: ignore[assignment]
+    stage: ClassVar[str] = "float"
+    _time_axis: ClassVar[bool] = True
+
+    @property
+    def timesteps(self) -> int:
+        return int(self.scale.shape[0])
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Graph → graph passes (plain functions): BN folding, ANN→SNN conversion, and later quantization and legalization."""
