@@ -115,6 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("model", metavar="MODEL",
                      help="model file (netx HDF5 .net/.h5) or a built-in example name")
     ins.set_defaults(func=cmd_inspect)
+
+    tgt = sub.add_parser(
+        "targets", help="list the hardware targets (or show one in full)",
+        description="List the built-in targets (neuromorphic chips and ANN devices), or print\n"
+                    "every number of one target with its source.",
+        epilog="examples:\n  neurodeploy targets\n  neurodeploy targets loihi2\n"
+               "  neurodeploy targets my-chip.toml   (validate your own file)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tgt.add_argument("target", nargs="?", metavar="TARGET",
+                     help="a built-in target name or a .toml file to show and validate")
+    tgt.set_defaults(func=cmd_targets)
     return parser
 
 
@@ -226,6 +238,37 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_targets(args: argparse.Namespace) -> int:
+    """``neurodeploy targets``: list targets, or show one with every number's source."""
+    from .targets import all_targets, load_target
+
+    if args.target is None:
+        rows = [t.summary() for t in all_targets()]
+        width = max(len(r["name"]) for r in rows)
+        for row in rows:
+            extra = ""
+            if row["kind"] == "neuromorphic":
+                extra = (f" [{row['cores_per_chip']} cores/chip, {row['neurons_per_core']:,} "
+                         f"neurons/core, {row['synaptic_memory_kib_per_core']} KiB synapses/core"
+                         f"{', programmable neurons' if row['programmable_neurons'] else ''}]")
+            print(f"{row['name'].ljust(width)}  {row['kind']:<12}  {row['description']}{extra}")
+        return 0
+    target = load_target(args.target)
+    print(f"{target.name} ({target.kind}) from {target.path}")
+    print(f"  {target.description}")
+    print(f"  energy covers: {target.energy_scope}")
+    print(f"  confidence: {target.confidence}")
+    for section in ("resources", "precision", "energy", "time", "proxy"):
+        table = getattr(target, section)
+        if not table:
+            continue
+        print(f"[{section}]")
+        for key, value in table.items():
+            source = target.sources.get(f"{section}.{key}", "")
+            print(f"  {key} = {value}" + (f"    # {source}" if source else ""))
+    return 0
+
+
 # ------------------------------------------------------------------------------- entry point
 
 
@@ -241,3 +284,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NeurodeployError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
