@@ -358,7 +358,8 @@ def _read_neuron(
             if value.size != 1:
                 raise group.fail(f"field {key!r} must be a single number")
             params.append((key, value.reshape(-1)[0].item()))
-        node = QResonateFire(kind=ntype, threshold=threshold, params=tuple(params), bias=bias)
+        node = QResonateFire(kind=ntype, threshold=threshold, neuron_params=tuple(params),
+                              bias=bias)
         consumed |= {"vThMant"} | {k for k, _ in params}
     else:
         raise UnsupportedError(
@@ -719,7 +720,7 @@ def _neuron_fields(layer: _Layer) -> tuple[dict[str, Any] | None, Any]:
         if node.kind == "sigma" and "sigma_output" not in meta.get("extra", {}):
             fields["sigma_output"] = True
     elif isinstance(node, QResonateFire):
-        fields = {"type": node.kind, "vThMant": node.threshold, **dict(node.params)}
+        fields = {"type": node.kind, "vThMant": node.threshold, **dict(node.neuron_params)}
     else:
         raise UnsupportedError(f"{name}: netx has no neuron type for {node.type_name}")
     if fields is not None:

@@ -417,12 +417,21 @@ class AvgPool2d(_PoolShape, Node):
 
 
 class _FloatNeuron:
-    """Shared handling of NIR-style per-neuron parameter arrays (shape = neuron shape)."""
+    """Shared handling of NIR-style per-neuron parameter arrays (shape = neuron shape).
+
+    ``_param_names`` are the parameter arrays (0-d or of the neuron shape), ``_required`` those
+    that may not be ``None``, ``_time_constants`` those that must be positive. Spiking neurons
+    (``_recurrent``) also take ``weight_rec``/``bias_rec``, checked against the neuron count.
+    """
 
     _param_names: ClassVar[tuple[str, ...]] = ()
+    _required: ClassVar[tuple[str, ...]] = ()
+    _time_constants: ClassVar[tuple[str, ...]] = ()
+    _recurrent: ClassVar[bool] = False
 
     def _convert(self) -> None:
-        for name in self._param_names:
+        names = self._param_names + (("weight_rec", "bias_rec") if self._recurrent else ())
+        for name in names:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, _array(value, np.float64))
@@ -431,8 +440,15 @@ class _FloatNeuron:
         problems = []
         for name in self._param_names:
             value = getattr(self, name)
-            if value is not None and not np.all(np.isfinite(value)):
+            if value is None:
+                if name in self._required:
+                    problems.append(f"{name} is missing (required for {type(self).__name__})")
+            elif not np.all(np.isfinite(value)):
                 problems.append(f"{name} holds NaN or infinite values")
+            elif name in self._time_constants and np.any(value <= 0):
+                problems.append(f"{name} must be positive (a time constant in the units of dt)")
+        if self._recurrent:
+            problems.extend(self._check_recurrent())
         reset = getattr(self, "reset", None)
         if reset is not None and reset not in RESET_MODES:
             problems.append(f"reset {reset!r} must be one of {RESET_MODES}")
@@ -441,11 +457,40 @@ class _FloatNeuron:
             problems.append(f"order {order!r} must be one of {UPDATE_ORDERS}")
         return problems
 
+    def _check_recurrent(self) -> list[str]:
+        problems = []
+        w = getattr(self, "weight_rec")
+        b = getattr(self, "bias_rec")
+        if w is not None:
+            if w.ndim != 2 or w.shape[0] != w.shape[1]:
+                problems.append(f"weight_rec must be a square (N, N) matrix, got shape {w.shape}")
+            elif w.size > MAX_ELEMENTS:
+                problems.append(f"weight_rec has {w.size} elements (limit {MAX_ELEMENTS})")
+            elif not np.all(np.isfinite(w)):
+                problems.append("weight_rec holds NaN or infinite values")
+        if b is not None:
+            if w is None:
+                problems.append("bias_rec is given without weight_rec; add a zero weight_rec "
+                                "or move the bias into the input synapse")
+            elif b.ndim != 1:
+                problems.append(f"bias_rec must be 1-D (N,), got shape {b.shape}")
+            elif w.ndim == 2 and b.shape[0] != w.shape[0]:
+                problems.append(f"bias_rec shape {b.shape} != ({w.shape[0]},) of weight_rec")
+            elif not np.all(np.isfinite(b)):
+                problems.append("bias_rec holds NaN or infinite values")
+        return problems
+
     def check_inputs(self, in_shapes: list[Shape]) -> list[str]:
         for name in self._param_names:
             value = getattr(self, name)
             if value is not None and value.ndim and value.shape != tuple(in_shapes[0]):
                 return [f"{name} shape {value.shape} != input shape {in_shapes[0]}"]
+        w = getattr(self, "weight_rec", None)
+        if w is not None and w.ndim == 2:
+            n = int(np.prod(in_shapes[0]))
+            if w.shape != (n, n):
+                return [f"weight_rec shape {w.shape} != ({n}, {n}) for the {n} neurons of "
+                        f"shape {tuple(in_shapes[0])}"]
         return []
 
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
@@ -462,6 +507,15 @@ class LIF(_FloatNeuron, Node):
     ``tau = dt/(1−λ)``, ``r = 1/(1−λ)``, ``v_leak = 0``. ``order`` is ``"integrate_fire"``
     (update, then spike if ``v > v_threshold`` and reset) or ``"fire_integrate"`` (spike from
     the previous ``v``, then update and subtract/reset; adds one step of latency per layer).
+    ``tau > 0`` is in the units of ``dt``; ``v_reset=None`` means 0.
+
+    **Recurrence.** ``weight_rec`` (optional, ``(N, N)``, ``N`` = number of neurons = product of
+    the neuron shape, flattened in C, H, W order) and ``bias_rec`` (optional, ``(N,)``, only
+    with ``weight_rec``) feed the neurons' own spikes back with a one-step delay, as snnTorch's
+    ``RLeaky``/``RSynaptic`` and NIR's ``neuron → Affine/Linear → same neuron`` cycles: the
+    input at step ``t`` is ``I[t] + weight_rec @ s[t-1] + bias_rec`` with ``s[t-1]`` the
+    spikes the node output at step ``t-1`` (``s[-1] = 0``; ``bias_rec`` is added at every
+    step), before ``r`` scales it.
     """
 
     tau: np.ndarray = None  # type: ignore[assignment]
@@ -471,9 +525,14 @@ class LIF(_FloatNeuron, Node):
     v_reset: np.ndarray | None = None
     reset: str = "zero"
     order: str = "integrate_fire"
+    weight_rec: np.ndarray | None = None
+    bias_rec: np.ndarray | None = None
     stage: ClassVar[str] = "float"
     is_neuron: ClassVar[bool] = True
     _param_names: ClassVar[tuple[str, ...]] = ("tau", "r", "v_leak", "v_threshold", "v_reset")
+    _required: ClassVar[tuple[str, ...]] = ("tau", "r", "v_leak", "v_threshold")
+    _time_constants: ClassVar[tuple[str, ...]] = ("tau",)
+    _recurrent: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         self._convert()
@@ -482,7 +541,17 @@ class LIF(_FloatNeuron, Node):
 @dataclass(frozen=True, eq=False)
 class CubaLIF(_FloatNeuron, Node):
     """Current-based LIF (NIR): ``tau_syn dI/dt = -I + w_in x``;
-    ``tau_mem dv/dt = (v_leak - v) + r I``; spike at ``v > v_threshold``."""
+    ``tau_mem dv/dt = (v_leak - v) + r I``; spike at ``v > v_threshold``. ``tau_syn`` and
+    ``tau_mem`` are positive, in the units of ``dt``; ``w_in=None`` means 1, ``v_reset=None`` 0.
+
+    **Recurrence.** ``weight_rec`` (optional, ``(N, N)``, ``N`` = number of neurons = product of
+    the neuron shape, flattened in C, H, W order) and ``bias_rec`` (optional, ``(N,)``, only
+    with ``weight_rec``) feed the neurons' own spikes back with a one-step delay, as snnTorch's
+    ``RLeaky``/``RSynaptic`` and NIR's ``neuron → Affine/Linear → same neuron`` cycles: the
+    input at step ``t`` is ``x[t] + weight_rec @ s[t-1] + bias_rec`` with ``s[t-1]`` the
+    spikes the node output at step ``t-1`` (``s[-1] = 0``; ``bias_rec`` is added at every
+    step), before ``w_in`` scales it.
+    """
 
     tau_syn: np.ndarray = None  # type: ignore[assignment]
     tau_mem: np.ndarray = None  # type: ignore[assignment]
@@ -492,11 +561,16 @@ class CubaLIF(_FloatNeuron, Node):
     w_in: np.ndarray | None = None
     v_reset: np.ndarray | None = None
     reset: str = "zero"
+    weight_rec: np.ndarray | None = None
+    bias_rec: np.ndarray | None = None
     stage: ClassVar[str] = "float"
     is_neuron: ClassVar[bool] = True
     _param_names: ClassVar[tuple[str, ...]] = (
         "tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "w_in", "v_reset",
     )
+    _required: ClassVar[tuple[str, ...]] = ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold")
+    _time_constants: ClassVar[tuple[str, ...]] = ("tau_syn", "tau_mem")
+    _recurrent: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         self._convert()
@@ -506,16 +580,29 @@ class CubaLIF(_FloatNeuron, Node):
 class IF(_FloatNeuron, Node):
     """Integrate-and-fire (NIR): ``dv/dt = r I``; spike at ``v > v_threshold``.
 
-    Euler at ``metadata["dt"]``: ``v ← v + dt·r·I``; ``order`` as in :class:`LIF`."""
+    Euler at ``metadata["dt"]``: ``v ← v + dt·r·I``; ``order`` as in :class:`LIF`.
+
+    **Recurrence.** ``weight_rec`` (optional, ``(N, N)``, ``N`` = number of neurons = product of
+    the neuron shape, flattened in C, H, W order) and ``bias_rec`` (optional, ``(N,)``, only
+    with ``weight_rec``) feed the neurons' own spikes back with a one-step delay, as snnTorch's
+    ``RLeaky``/``RSynaptic`` and NIR's ``neuron → Affine/Linear → same neuron`` cycles: the
+    input at step ``t`` is ``I[t] + weight_rec @ s[t-1] + bias_rec`` with ``s[t-1]`` the
+    spikes the node output at step ``t-1`` (``s[-1] = 0``; ``bias_rec`` is added at every
+    step), before ``r`` scales it.
+    """
 
     r: np.ndarray = None  # type: ignore[assignment]
     v_threshold: np.ndarray = None  # type: ignore[assignment]
     v_reset: np.ndarray | None = None
     reset: str = "zero"
     order: str = "integrate_fire"
+    weight_rec: np.ndarray | None = None
+    bias_rec: np.ndarray | None = None
     stage: ClassVar[str] = "float"
     is_neuron: ClassVar[bool] = True
     _param_names: ClassVar[tuple[str, ...]] = ("r", "v_threshold", "v_reset")
+    _required: ClassVar[tuple[str, ...]] = ("r", "v_threshold")
+    _recurrent: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         self._convert()
@@ -532,6 +619,7 @@ class I(_FloatNeuron, Node):  # noqa: E742 - NIR's name for the integrator
     stage: ClassVar[str] = "float"
     is_neuron: ClassVar[bool] = True
     _param_names: ClassVar[tuple[str, ...]] = ("r",)
+    _required: ClassVar[tuple[str, ...]] = ("r",)
 
     def __post_init__(self) -> None:
         self._convert()
@@ -844,11 +932,11 @@ class QSigmaDelta(Node):
 @dataclass(frozen=True, eq=False)
 class QResonateFire(Node):
     """Resonate-and-fire neuron (netx ``RF``/``RF_PHASE``/``RF_IZ``), read and written but not
-    simulated yet. ``params`` keeps the file's neuron fields verbatim (name → scalar)."""
+    simulated yet. ``neuron_params`` keeps the file's neuron fields verbatim (name → scalar)."""
 
     kind: str = "RF"
     threshold: int = 0
-    params: tuple[tuple[str, float], ...] = ()
+    neuron_params: tuple[tuple[str, float], ...] = ()
     bias: np.ndarray = 0  # type: ignore[assignment]
     stage: ClassVar[str] = "fixed"
     is_neuron: ClassVar[bool] = True
@@ -856,7 +944,8 @@ class QResonateFire(Node):
     def __post_init__(self) -> None:
         object.__setattr__(self, "bias", _array(self.bias, np.int64))
         object.__setattr__(self, "threshold", int(self.threshold))
-        object.__setattr__(self, "params", tuple((str(k), v) for k, v in self.params))
+        object.__setattr__(self, "neuron_params",
+                           tuple((str(k), v) for k, v in self.neuron_params))
 
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
         return in_shapes[0]
