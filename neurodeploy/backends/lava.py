@@ -75,6 +75,19 @@ def _import_module(name: str) -> Any:
     return importlib.import_module(name)
 
 
+def _allow_lava_start_method() -> None:
+    """Lava's message infrastructure calls ``multiprocessing.set_start_method('fork')`` when
+    first imported, which raises if anything (tqdm's lock, a DataLoader, ...) has already fixed
+    the process's start method. Before that first import, clear the choice (on Linux the default
+    is 'fork' anyway, so nothing else changes)."""
+    import multiprocessing
+
+    if "lava.magma.runtime.message_infrastructure.multiprocessing" in sys.modules:
+        return
+    if sys.platform != "win32" and multiprocessing.get_start_method(allow_none=True) is not None:
+        multiprocessing.set_start_method(None, force=True)
+
+
 def load_lava() -> SimpleNamespace:
     """Import the Lava modules this backend uses.
 
@@ -85,6 +98,7 @@ def load_lava() -> SimpleNamespace:
         raise MissingExtraError(
             f"{_MISSING}; this is Python {sys.version_info[0]}.{sys.version_info[1]}"
         )
+    _allow_lava_start_method()
     try:
         mods = {key: _import_module(name) for key, name in _LAVA_MODULES.items()}
     except ImportError as err:
