@@ -442,8 +442,8 @@ class Engine:
 
     def _synapse_step(self, syn: _Synapse, ev, batch: int, binary: bool, ring):
         """This step's events in; the (exact-integer float) current delivered next step out."""
-        if ev is None:
-            return 0
+        if ev is None or (not torch.is_tensor(ev) and ev == 0):
+            return 0  # no events (e.g. an upstream synapse before its first delivery)
         if not torch.is_tensor(ev):
             ev = torch.zeros((batch, 1), dtype=torch.int64, device=self.device) + ev
         if binary:

@@ -197,3 +197,17 @@ def test_cuda_matches_cpu():
     b = run(g, x, steps=8, record=["u", "v", "s"], device="cuda")
     for key in a.traces:
         np.testing.assert_array_equal(a.traces[key], b.traces[key])
+
+
+def test_synapse_fed_by_synapse_waits_for_its_first_delivery():
+    """A pool feeding a conv directly: nothing arrives at step 0; each synapse adds a step."""
+    from neurodeploy.ir import Graph, Input, QConv2d, QCubaLIF, QSumPool2d
+    from neurodeploy.hw_sim import run
+
+    g = Graph.chain([("input", Input(shape=(1, 4, 4))), ("pool", QSumPool2d()),
+                     ("conv", QConv2d(weight=np.full((1, 1, 1, 1), 2))),
+                     ("lif", QCubaLIF(threshold=1 << 17, current_decay=4096))])
+    r = run(g, np.ones((1, 1, 4, 4, 4), dtype=np.int64), steps=4, input_mode="spikes",
+            record=["u"])
+    # binary events: the pool sums 4 spikes, the conv multiplies by 2, u = a * 2**6
+    assert r.traces["lif.u"][0, 0, 0, 0].tolist() == [0, 0, 8 * 64, 8 * 64]
