@@ -18,7 +18,7 @@ COLUMNS = (
 
 _NEURON_FIELDS = ("threshold", "current_decay", "voltage_decay", "bias_exp", "reset",
                   "refractory", "num_message_bits", "kind", "tau", "tau_syn", "tau_mem",
-                  "v_threshold")
+                  "v_threshold", "order")
 
 
 #: Short names of neuron parameters in the text table.
@@ -39,11 +39,12 @@ def _fan_in(node: Node) -> int | None:
 def _short(value: Any) -> str:
     if isinstance(value, np.ndarray):
         if value.ndim == 0:
-            return str(value.item())
+            item = value.item()
+            return f"{item:.6g}" if isinstance(item, float) else str(item)
         lo, hi = value.min(), value.max()
         return f"{lo:g}" if lo == hi else f"[{lo:g}..{hi:g}]"
     if isinstance(value, float):
-        return f"{value:g}"
+        return f"{value:.6g}"
     return str(value)
 
 
