@@ -1,0 +1,134 @@
+"""The model-side commands end to end, in-process: train, convert, inspect of every model
+format, targets; bad input exits 2 with one line and leaves no output folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from neurodeploy.cli import main
+
+NIR_DIR = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "nir"
+DEMO = Path(__file__).resolve().parents[1] / "models" / "checkpoints"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("neurodeploy: error: ")
+    return err[-1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    """A tiny SNN and ANN twin trained for one epoch on digits through the CLI."""
+    root = tmp_path_factory.mktemp("trained")
+    common = ["--model", "mlp", "--data", "digits", "--epochs", "1", "--timesteps", "3",
+              "--no-bntt", "-q"]
+    assert main(["train", *common, "--out", str(root / "snn")]) == 0
+    assert main(["train", *common, "--ann", "--out", str(root / "ann")]) == 0
+    return {"snn": root / "snn", "ann": root / "ann"}
+
+
+def test_train_writes_checkpoint_config_and_report(trained):
+    for kind in ("snn", "ann"):
+        out = trained[kind]
+        report = json.loads((out / "train.json").read_text())
+        assert report["test_accuracy"] > 0.5  # chance is 0.1
+        assert report["config"]["kind"] == kind
+        blob = torch.load(out / "model.pt", weights_only=True)
+        assert blob["format"] == "neurodeploy-checkpoint"
+        assert json.loads((out / "config.json").read_text())["arch"] == "mlp"
+
+
+def test_convert_the_trained_ann(trained, tmp_path, capsys):
+    out = tmp_path / "conv"
+    code = main(["convert", str(trained["ann"]), "--calib", "digits", "--calib-samples", "64",
+                 "--steps", "5,20", "--eval-samples", "120", "--out", str(out), "-q"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "ANN accuracy" in text and "T=   20" in text
+    report = json.loads((out / "conversion.json").read_text())
+    assert set(report["thresholds"]) == {"relu_fc1"}
+    assert [row["timesteps"] for row in report["snn_accuracy"]] == [5, 20]
+    for name in ("snn.ir.h5", "accuracy_vs_timesteps.png", "model.pt"):
+        assert (out / name).is_file()
+    # the converted SNN is itself a model file inspect reads
+    assert main(["inspect", str(out / "snn.ir.h5")]) == 0
+    assert "IF" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", [
+    DEMO / "demo_cnn" / "model.pt",
+    DEMO / "demo_cnn",  # a folder: the model file inside it
+    NIR_DIR / "cnn_sinabs.nir",
+])
+def test_inspect_reads_every_format(path, capsys):
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Input" in out and ("LIF" in out or "IF" in out)
+
+
+def test_inspect_onnx(tmp_path, capsys):
+    from neurodeploy.frontends.onnx import export_onnx
+    from neurodeploy.frontends.torch import from_torch
+    from neurodeploy.models.checkpoint import load_checkpoint
+
+    model, config, _ = load_checkpoint(DEMO / "demo_cnn_ann" / "model.pt")
+    path = export_onnx(from_torch(model, in_shape=tuple(config["in_shape"])), tmp_path / "a.onnx")
+    assert main(["inspect", str(path)]) == 0
+    assert "ReLU" in capsys.readouterr().out
+
+
+def test_demo_checkpoints_are_small_and_accurate():
+    for name in ("demo_cnn", "demo_cnn_ann"):
+        assert (DEMO / name / "model.pt").stat().st_size < 2 * 1024 * 1024
+        assert json.loads((DEMO / name / "train.json").read_text())["test_accuracy"] >= 0.95
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--model", "vgg99"], "unknown model 'vgg99'"),
+    (["train", "--data", "nope.npz"], "nope.npz"),
+    (["train", "--data", "digits", "--leak", "1.5"], "leak"),
+    (["convert", "missing.pt", "--calib", "digits"], "missing.pt: no such file"),
+    (["inspect", "model.xyz"], "unsupported model file suffix"),
+])
+def test_bad_input_exits_2_without_output(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.xyz").write_text("not a model")
+    out = tmp_path / "out"
+    argv = [*args, "--out", str(out)] if args[0] != "inspect" else args
+    assert main(argv) == 2
+    line = _error_line(capsys)
+    assert message in line
+    assert not out.exists()
+
+
+def test_convert_refuses_an_snn_checkpoint(trained, tmp_path, capsys):
+    out = tmp_path / "x"
+    assert main(["convert", str(trained["snn"]), "--calib", "digits", "--out", str(out),
+                 "-q"]) == 2
+    assert "ann" in _error_line(capsys).lower()
+    assert not out.exists()
+
+
+def test_targets_lists_and_shows(capsys):
+    assert main(["targets"]) == 0
+    out = capsys.readouterr().out
+    assert "loihi1" in out and "loihi2" in out and "edge-int8" in out
+    assert main(["targets", "loihi1"]) == 0
+    assert "Davies 2018 Table 2" in capsys.readouterr().out
+    assert main(["targets", "loihi7"]) == 2
+    assert "unknown target" in _error_line(capsys)
