@@ -23,9 +23,7 @@ import json
 import math
 import os
 import platform
-import shutil
 import time
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from neurodeploy.errors import NeurodeployError
+from neurodeploy.outdir import write_dir_atomic
 
 from .data import Dataset, load_splits, make_loader
 
@@ -90,35 +89,6 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise NeurodeployError(f"output folder {out_dir} is not empty; choose another --out or "
                                "pass overwrite=True (--overwrite)")
-
-
-def _make_temp_dir(out_dir: Path) -> Path:
-    """An empty folder beside ``out_dir`` (same file system, so renaming it is atomic), with
-    the permissions the umask gives new folders."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            tmp.mkdir()
-            return tmp
-        except FileExistsError:  # pragma: no cover - 32 random bits
-            continue
-
-
-def _publish(tmp: Path, out_dir: Path) -> None:
-    """Move the finished ``tmp`` folder to ``out_dir`` (replacing an existing one). Files get
-    the umask's permissions (the checkpoint writer's temporary files are private)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for f in tmp.iterdir():
-        f.chmod(0o666 & ~umask)
-    if out_dir.exists():
-        old = _make_temp_dir(out_dir)
-        os.replace(out_dir, old / "previous")
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)
 
 
 def _resolve_config(config: Mapping[str, Any] | str, train_set: Dataset,
@@ -328,8 +298,7 @@ def _train(config: Mapping[str, Any] | str, data: Any, *, out_dir: Path, epochs:
     }
     result["seconds"] = time.perf_counter() - start
 
-    tmp = _make_temp_dir(out_dir)
-    try:
+    def write(tmp: Path) -> None:
         metrics = {"test_accuracy": result["test_accuracy"],
                    "train_accuracy": result["train_accuracy"], "data": result["data"]["spec"],
                    "seed": seed, "normalization_mean": list(train_set.normalization[0]),
@@ -342,10 +311,8 @@ def _train(config: Mapping[str, Any] | str, data: Any, *, out_dir: Path, epochs:
         (tmp / "train.json").write_text(
             json.dumps(result, indent=2, default=_json_default) + "\n")
         _check_out_dir(out_dir, overwrite)  # something may have appeared while training
-        _publish(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_dir_atomic(out_dir, write)
     result["out_dir"] = str(out_dir)
     return result
 

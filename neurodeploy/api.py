@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -31,6 +29,7 @@ import numpy as np
 from . import __version__
 from .errors import BadInputFileError, MissingExtraError, NeurodeployError
 from .ir import Graph
+from .outdir import write_dir_atomic
 from .simulation import INPUT_MODES, RECORDABLE, RunResult
 
 #: Simulation backends :func:`simulate` can run.
@@ -453,15 +452,8 @@ def save_run(
     overwritten.
     """
     out = check_out_dir(out_dir)
-    parent = out.absolute().parent
-    created: list[Path] = []
-    probe = parent
-    while not probe.exists():
-        created.append(probe)
-        probe = probe.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    try:
+
+    def write(tmp: Path) -> None:
         data = summary(result, model_name=model_name, load_time_s=load_time_s, extra=extra)
         arrays = {}
         for name, arr in _trace_items(result):
@@ -472,26 +464,8 @@ def save_run(
         with open(tmp / "summary.json", "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=2)
             fh.write("\n")
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
-            os.replace(out, old / out.name)
-            try:
-                os.replace(tmp, out)
-            except OSError:
-                os.replace(old / out.name, out)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for path in created:
-            try:
-                path.rmdir()
-            except OSError:
-                break
-        raise
-    return out
+
+    return write_dir_atomic(out, write)
 
 
 def timed_load(model: Graph | PathLike) -> tuple[Graph, float]:

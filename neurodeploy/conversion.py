@@ -20,8 +20,6 @@ import copy
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,6 +31,7 @@ from torch import nn
 
 from . import __version__
 from .errors import NeurodeployError, UnsupportedError
+from .outdir import write_dir_atomic
 from .ir import Graph
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -129,35 +128,7 @@ def check_out_dir(out_dir: PathLike, *, overwrite: bool = False) -> Path:
 
 def _write_atomic(out: Path, write: Any) -> None:
     """Call ``write(tmp_folder)``, then move the folder to ``out`` (replacing an old one)."""
-    parent = out.absolute().parent
-    created: list[Path] = []
-    probe = parent
-    while not probe.exists():
-        created.append(probe)
-        probe = probe.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    try:
-        write(tmp)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
-            os.replace(out, old / out.name)
-            try:
-                os.replace(tmp, out)
-            except OSError:
-                os.replace(old / out.name, out)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        for path in created:
-            try:
-                path.rmdir()
-            except OSError:
-                break
-        raise
+    write_dir_atomic(out, write)
 
 
 def plot_accuracy(path: PathLike, curve: Sequence[tuple[int, float]], ann_accuracy: float, *,
