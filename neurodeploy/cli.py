@@ -55,9 +55,11 @@ output: DIR/snn.ir.h5 (the SNN), DIR/conversion.json (thresholds, accuracy per T
 """
 
 INSPECT_EPILOG = """\
-example:
+examples:
   neurodeploy inspect pilotnet
   neurodeploy inspect path/to/network.net
+  neurodeploy inspect run1/model.pt
+  neurodeploy inspect lif_norse.nir --dt 1e-4
 """
 
 
@@ -133,7 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=INSPECT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ins.add_argument("model", metavar="MODEL",
-                     help="model file (netx HDF5 .net/.h5) or a built-in example name")
+                     help="model file (.net/.h5 netx, .ir.h5, .pt checkpoint, .onnx, .nir), a "
+                          "folder holding one, or a built-in example name")
+    ins.add_argument("--dt", type=float, default=None, metavar="SECONDS",
+                     help="time step of a NIR graph (NIR files hold none; default 1.0)")
     ins.set_defaults(func=cmd_inspect)
 
     trn = sub.add_parser(
@@ -313,11 +318,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     """``neurodeploy inspect``: print the layer table of a model."""
-    from . import api
     from .inspect import format_layer_table, layer_table
 
+    from .frontends.load import load_model
+
     model_path, _ = _resolve_model(args.model)
-    graph = api.load(model_path)
+    if args.dt is not None and not args.dt > 0:
+        raise NeurodeployError(f"--dt {args.dt} must be a positive number of seconds")
+    graph = load_model(model_path, dt=args.dt)
     print(format_layer_table(layer_table(graph)))
     return 0
 
