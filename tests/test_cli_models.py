@@ -11,7 +11,7 @@ import torch
 
 from neurodeploy.cli import main
 
-NIR_DIR = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "nir"
+NIR_DIR = Path(__file__).resolve().parent / "golden" / "nir"
 DEMO = Path(__file__).resolve().parents[1] / "models" / "checkpoints"
 
 
