@@ -1,1 +1,2 @@
-"""Graph → graph passes (plain functions): BN folding, ANN→SNN conversion, and later quantization and legalization."""
+"""Graph → graph passes (plain functions): BN folding, BNTT folding, ANN→SNN conversion,
+quantization to fixed point, and legalization for netx."""
