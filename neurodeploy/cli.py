@@ -205,6 +205,33 @@ def build_parser() -> argparse.ArgumentParser:
     cnv.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     cnv.set_defaults(func=cmd_convert)
 
+    cmp_ = sub.add_parser(
+        "compile", help="quantize, legalize and map a model onto a neuromorphic target",
+        description="Compile a model (.pt, .onnx, .nir, .net, IR file or folder) for a target:\n"
+                    "fold BNTT/BN, quantize, legalize for netx, map onto cores. Writes\n"
+                    "DIR/model.ir.h5, DIR/network.net (when netx can hold it),\n"
+                    "DIR/mapping.json and DIR/compile.json.",
+        epilog="examples:\n  neurodeploy compile run1/model.pt --target loihi2 --calib mnist5k "
+               "--out c1\n  neurodeploy compile network.net --target loihi1 --out c2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmp_.add_argument("model", metavar="MODEL", help="model file or folder")
+    cmp_.add_argument("--target", required=True, metavar="TARGET",
+                      help="loihi1, loihi1-sanafe, loihi2 or a target .toml file")
+    cmp_.add_argument("--out", required=True, metavar="DIR", help="output folder (new or empty)")
+    cmp_.add_argument("--calib", default=None, metavar="DATA",
+                      help="calibration data (training split) for ranges and the BNTT "
+                           "accuracy change")
+    cmp_.add_argument("--calib-samples", type=int, default=64, metavar="N")
+    cmp_.add_argument("--timesteps", type=int, default=None, metavar="T",
+                      help="time steps per inference (default: the model's)")
+    cmp_.add_argument("--hard-reset", action="store_true",
+                      help="turn soft-reset neurons into Lava's hard reset (for targets "
+                           "without programmable neurons and for netx files)")
+    cmp_.add_argument("--overwrite", action="store_true", help="replace a previous compile")
+    cmp_.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    cmp_.set_defaults(func=cmd_compile)
+
     tgt = sub.add_parser(
         "targets", help="list the hardware targets (or show one in full)",
         description="List the built-in targets (neuromorphic chips and ANN devices), or print\n"
@@ -403,6 +430,26 @@ def _print_conversion(result: dict[str, Any]) -> None:
         f"{name}={value:.4g}" for name, value in result.get("thresholds", {}).items()))
     for row in result.get("snn_accuracy", []):
         print(f"  T={row['timesteps']:>5}: SNN accuracy {row['accuracy']:.4f}")
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    """``neurodeploy compile``: the compile pipeline (see :mod:`neurodeploy.compile`)."""
+    from .compile import compile_model
+
+    model_path, _ = _resolve_model(args.model)
+    doc = compile_model(model_path, args.target, args.out, calib=args.calib,
+                        calib_samples=args.calib_samples, timesteps=args.timesteps,
+                        hard_reset=args.hard_reset, overwrite=args.overwrite,
+                        log=lambda message: _say(args, message))
+    print(f"{args.model} -> {doc['target']}: {doc['cores_used']} cores on "
+          f"{doc['chips_used']} chip(s), {len(doc['layers'])} neuron layers, "
+          f"{doc['seconds']:.2f} s")
+    for row in doc["steps"]:
+        print(f"  {row['step']:<10} {row['seconds']:.3f} s")
+    for warning in doc["warnings"]:
+        print(f"  warning: {warning}")
+    print(f"saved {args.out}/" + ", ".join(doc["files"]))
+    return 0
 
 
 def cmd_targets(args: argparse.Namespace) -> int:

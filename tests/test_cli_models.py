@@ -132,3 +132,36 @@ def test_targets_lists_and_shows(capsys):
     assert "Davies 2018 Table 2" in capsys.readouterr().out
     assert main(["targets", "loihi7"]) == 2
     assert "unknown target" in _error_line(capsys)
+
+
+def test_compile_a_trained_checkpoint(trained, tmp_path, capsys):
+    out = tmp_path / "compiled"
+    assert main(["compile", str(trained["snn"]), "--target", "loihi2", "--calib", "digits",
+                 "--out", str(out), "-q"]) == 0
+    doc = json.loads((out / "compile.json").read_text())
+    assert [row["step"] for row in doc["steps"]] == ["load", "quantize", "legalize", "map",
+                                                     "write"]
+    mapping = json.loads((out / "mapping.json").read_text())
+    assert mapping["cores_used"] == doc["cores_used"] >= 2
+    assert sum(row["neurons"] for row in mapping["per_core"]) == 256 + 10
+    from neurodeploy.frontends.load import load_model
+
+    fixed = load_model(out)  # the folder: its model.ir.h5
+    assert fixed.stage == "fixed"
+    assert "cores" in capsys.readouterr().out
+
+
+def test_compile_errors_before_writing(trained, tmp_path, capsys):
+    out = tmp_path / "c"
+    # soft reset on a target without programmable neurons
+    assert main(["compile", str(trained["snn"]), "--target", "loihi1", "--out", str(out),
+                 "-q"]) == 2
+    assert "programmable neurons" in _error_line(capsys)
+    # the demo CNN's fc1 needs more input axons per neuron than a core has
+    assert main(["compile", str(DEMO / "demo_cnn"), "--target", "loihi2", "--out", str(out),
+                 "-q"]) == 2
+    line = _error_line(capsys)
+    assert "lif_fc1" in line and "input axons" in line and "4,096" in line
+    assert main(["compile", str(trained["snn"]), "--target", "cpu", "--out", str(out)]) == 2
+    assert "ANN device" in _error_line(capsys)
+    assert not out.exists()

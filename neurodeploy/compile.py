@@ -1,0 +1,203 @@
+"""The compile pipeline behind ``neurodeploy compile MODEL --target T --out DIR``: a named list of
+passes from any model file to a mapped fixed-point network, each step checked and timed.
+
+Steps (each validates the IR it returns and records its wall time in ``compile.json``):
+
+1. ``load``: read the model (``.pt``, ``.onnx``, ``.nir``, ``.net``, IR file or folder);
+2. ``fold_bntt`` (float models with BNTT): time-averaged BatchNorm, accuracy change reported
+   when calibration data is given;
+3. ``fold_bn``: fold BatchNorm into the preceding synapse;
+4. ``quantize``: fixed point for the target (per-layer scales, exponents, decays, thresholds)
+   with the quantization report;
+5. ``legalize``: only layer types lava-dl netx can run (pool → conv, joins → relays);
+6. ``map``: cores and chips under the target's limits (fails here, before any simulation, when
+   the network does not fit);
+7. ``write``: ``model.ir.h5`` (fixed-point IR), ``network.net`` (lava-dl netx, when netx can
+   express every neuron: Lava's LIF has no soft reset, so such networks need
+   ``--hard-reset``), ``mapping.json`` and ``compile.json``.
+
+A model that is already fixed point (a netx file) skips steps 2–4.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .errors import NeurodeployError, UnsupportedError
+from .ir import BNTT, BatchNorm, Graph
+from .outdir import write_dir_atomic
+
+FORMAT = "neurodeploy-compile"
+VERSION = 1
+#: Files a compile writes; an output folder holding only these may be overwritten.
+OUTPUT_FILES = ("model.ir.h5", "network.net", "mapping.json", "compile.json")
+
+
+class _Steps:
+    """Runs named steps, validates each result graph and records times and notes."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.warnings: list[str] = []
+        self.log = log
+
+    def run(self, name: str, fn: Callable[[], Any], *, check: bool = True) -> Any:
+        self.log(f"{name} ...")
+        t0 = time.perf_counter()
+        out = fn()
+        graph = out[0] if isinstance(out, tuple) else out
+        if check and isinstance(graph, Graph):
+            graph.validate()
+        seconds = time.perf_counter() - t0
+        self.rows.append({"step": name, "seconds": round(seconds, 6)})
+        return out
+
+
+def _check_out_dir(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise NeurodeployError(f"{out} exists and is not a folder; choose another --out")
+    if out.is_dir():
+        names = {p.name for p in out.iterdir()}
+        foreign = sorted(names - set(OUTPUT_FILES))
+        if foreign:
+            raise NeurodeployError(
+                f"refusing to write into {out}: it holds files neurodeploy did not write "
+                f"({', '.join(foreign[:3])}); choose a new output folder")
+        if names and not overwrite:
+            raise NeurodeployError(f"output folder {out} holds a previous compile; pass "
+                                   "--overwrite or choose a new folder")
+
+
+def _calibration(calib: str | None, samples: int, in_shape: tuple[int, ...]) -> np.ndarray | None:
+    if calib is None:
+        return None
+    from .models.data import load_dataset, subset
+
+    data = subset(load_dataset(calib, split="train"), samples)
+    if tuple(data.in_shape) != tuple(in_shape):
+        raise NeurodeployError(
+            f"calibration data {calib!r} has samples of shape {tuple(data.in_shape)}, the model "
+            f"expects {tuple(in_shape)}")
+    return data.x.numpy().astype(np.float64)
+
+
+def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | Path, *,
+                  calib: str | None = None, calib_samples: int = 64,
+                  timesteps: int | None = None, hard_reset: bool = False,
+                  bntt_statistic: str = "mean", overwrite: bool = False,
+                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Compile ``model`` for ``target`` into ``out_dir`` (see the module docstring).
+
+    Args:
+        model: model path (any format :func:`neurodeploy.frontends.load.load_model` reads) or
+            an IR graph (float or fixed point).
+        target: built-in target name or a target ``.toml`` path (neuromorphic).
+        out_dir: output folder, written atomically (new, empty, or a previous compile with
+            ``overwrite``).
+        calib: dataset spec (training split) for calibration and the BNTT accuracy change.
+        calib_samples: calibration samples.
+        timesteps: time steps per inference (default: the model's ``timesteps`` metadata).
+        hard_reset: turn reset-by-subtraction neurons into Lava's hard reset (with a warning),
+            so targets without programmable neurons and netx files can run them.
+        bntt_statistic: ``"mean"`` or ``"median"`` over time for BNTT folding.
+
+    Returns the ``compile.json`` document.
+    """
+    from .frontends.load import load_model
+    from .mapping import map_graph
+    from .targets import load_target
+
+    log = log or (lambda message: None)
+    out = Path(out_dir)
+    _check_out_dir(out, overwrite)
+    tgt = load_target(target)
+    if not tgt.is_neuromorphic:
+        raise UnsupportedError(f"target {tgt.name} is an ANN device; compile for a neuromorphic "
+                               "target (loihi1, loihi1-sanafe, loihi2)")
+    steps = _Steps(log)
+    t_start = time.perf_counter()
+    graph = steps.run("load", lambda: model if isinstance(model, Graph) else load_model(model))
+    source = str(model) if not isinstance(model, Graph) else graph.metadata.get("source", "graph")
+    report: dict[str, Any] = {}
+    if graph.stage == "float":
+        shape = graph.shapes[graph.inputs[0]]
+        x_cal = _calibration(calib, calib_samples, tuple(shape))
+        T = int(timesteps or graph.metadata.get("timesteps") or 0) or None
+        if any(isinstance(n, BNTT) for n in graph.nodes.values()):
+            from .passes.bntt import bntt_accuracy_change, fold_bntt
+
+            if x_cal is not None and T is not None:
+                from .models.data import load_dataset, subset
+
+                data = subset(load_dataset(calib, split="test"), calib_samples)
+                change = bntt_accuracy_change(graph, data.x.numpy(), data.y.numpy(), T,
+                                              statistic=bntt_statistic)
+                report["bntt_accuracy_change"] = change
+            graph, bntt_report = steps.run("fold_bntt",
+                                           lambda: fold_bntt(graph, statistic=bntt_statistic))
+            report["bntt"] = bntt_report.to_dict()
+            steps.warnings.append(
+                "BNTT folded into time-averaged batch norm (per-step statistics are lost; see "
+                "bntt in compile.json for the deviation per layer)")
+        if any(isinstance(n, BatchNorm) for n in graph.nodes.values()):
+            from .passes.fold_bn import fold_batchnorm
+
+            graph = steps.run("fold_bn", lambda: fold_batchnorm(graph))
+        from .passes.quantize import quantize
+
+        graph, qreport = steps.run("quantize", lambda: quantize(
+            graph, tgt, calib=x_cal, allow_hard_reset=hard_reset, steps=T))
+        report["quantization"] = qreport.to_dict()
+        steps.warnings.extend(report["quantization"].get("warnings", []))
+    from .passes.legalize import legalize
+
+    graph = steps.run("legalize", lambda: legalize(graph))
+    mapping = steps.run("map", lambda: map_graph(graph, tgt))
+    steps.warnings.extend(mapping.warnings)
+
+    def write(tmp: Path) -> None:
+        from .frontends.netx import write_netx
+        from .ir.serialize import save_graph
+
+        t0 = time.perf_counter()
+        save_graph(graph, tmp / "model.ir.h5")
+        files = ["model.ir.h5"]
+        try:
+            write_netx(graph, tmp / "network.net")
+            files.append("network.net")
+        except NeurodeployError as err:
+            steps.warnings.append(f"network.net not written: {err} (model.ir.h5 holds the "
+                                  "network; --hard-reset makes soft-reset networks netx-ready)")
+        (tmp / "mapping.json").write_text(json.dumps(mapping.to_json(), indent=1) + "\n")
+        files += ["mapping.json", "compile.json"]
+        steps.rows.append({"step": "write", "seconds": round(time.perf_counter() - t0, 6)})
+        doc.update({"files": files, "steps": steps.rows, "warnings": steps.warnings,
+                    "seconds": round(time.perf_counter() - t_start, 6)})
+        (tmp / "compile.json").write_text(json.dumps(doc, indent=1, default=_jsonable) + "\n")
+
+    doc: dict[str, Any] = {
+        "format": FORMAT, "version": VERSION, "neurodeploy": __version__, "model": source,
+        "target": tgt.name, "target_path": str(tgt.path),
+        "timesteps": graph.metadata.get("timesteps", timesteps),
+        "cores_used": mapping.cores_used, "chips_used": mapping.chips_used,
+        "layers": graph.neurons, **report,
+    }
+    write_dir_atomic(out, write)
+    return doc
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    return str(value)
