@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Mapping
 from types import SimpleNamespace
 from typing import Any
@@ -153,11 +154,6 @@ def _check_supported(graph: Graph) -> None:
             f"supported node types: {', '.join(SUPPORTED_NODES)}"
         )
     for name, node in graph.nodes.items():
-        if isinstance(node, QCubaLIF) and node.reset == "subtract":
-            raise UnsupportedError(
-                f"{name} (QCubaLIF): reset='subtract' is not a Lava LIF feature; "
-                "the Lava backend supports reset='zero' only"
-            )
         if isinstance(node, (QConv2d, QSumPool2d)) and node.weight_exp < 0:
             raise UnsupportedError(
                 f"{name} ({node.type_name}): weight_exp={node.weight_exp} < 0 cannot be run by "
@@ -313,6 +309,13 @@ class _Builder:
             bias_exp=node.bias_exp,
             name=name,
         )
+        if node.reset == "subtract":  # neurodeploy's soft-reset neuron kind (custom process)
+            from .lava_neurons import soft_reset_lif
+
+            offset = (0 if self.reset_interval is None else
+                      reset_phase(self.depth[name], self.reset_interval, self.reset_offset))
+            return soft_reset_lif(**kwargs, reset_interval=self.reset_interval,
+                                  reset_offset=offset)
         if self.reset_interval is None:
             return self.lava.lif.LIF(**kwargs)
         k = self.reset_interval
@@ -540,7 +543,11 @@ def run(
         proc = builder.build()
         start = time.perf_counter()
         try:
-            proc.run(condition=condition, run_cfg=run_cfg)
+            with warnings.catch_warnings():
+                # Lava imports every file beside a custom process to find its models; our
+                # package-relative modules cannot be imported that way, which is harmless
+                warnings.filterwarnings("ignore", message="Cannot import module")
+                proc.run(condition=condition, run_cfg=run_cfg)
             sim_time += time.perf_counter() - start
             per_sample.append(builder.collect())
         finally:

@@ -1376,8 +1376,9 @@ def _structure_warnings(fixed: Graph, depths: dict[str, int]) -> list[str]:
                            f"pipeline depths ({', '.join(map(str, ds))} synapse delays), which "
                            "the float graph does not have")
         if isinstance(node, QCubaLIF) and node.reset == "subtract":
-            out.append(f"{name}: reset='subtract' runs on hw_sim and programmable neurons; the "
-                       "Lava backend's LIF has hard reset only")
+            out.append(f"{name}: reset='subtract' runs on hw_sim and on Lava as neurodeploy's "
+                       "custom LIFSoftReset process (programmable neurons); lava-dl netx files "
+                       "cannot hold it")
     return out
 
 

@@ -204,9 +204,6 @@ def test_unsupported_nodes_are_named(lava):
     g = Graph.chain([("inp", Input(shape=(2,))), ("sd", QSigmaDelta())])
     with pytest.raises(UnsupportedError, match=r"sd \(QSigmaDelta\).*supported node types"):
         lava_backend.run(g, np.zeros((1, 2)), steps=1)
-    g = Graph.chain([("inp", Input(shape=(2,))), ("n", QCubaLIF(reset="subtract"))])
-    with pytest.raises(UnsupportedError, match="subtract"):
-        lava_backend.run(g, np.zeros((1, 2)), steps=1)
     g = Graph.chain([
         ("inp", Input(shape=(1, 2, 2))),
         ("c", QConv2d(weight=np.ones((1, 1, 1, 1)), weight_exp=-1)),
@@ -226,3 +223,27 @@ def test_missing_lava_raises_missing_extra(monkeypatch):
         lava_backend.run(g, np.zeros((1, 1)), steps=1)
     assert "\n" not in str(err.value)
     assert not lava_backend.available()
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("reset_interval", [None, 4])
+def test_soft_reset_runs_on_lava_like_hw_sim(lava, reset_interval):
+    """reset='subtract' (neurodeploy's soft-reset kind) runs as a custom Lava process."""
+    from neurodeploy.hw_sim import run as hw_run
+
+    rng = np.random.default_rng(3)
+    g = Graph.chain([
+        ("inp", Input(shape=(3,))),
+        ("a", QCubaLIF(threshold=40, current_decay=4096, voltage_decay=256, bias_exp=6,
+                       reset="subtract")),
+        ("d", QDense(weight=2 * rng.integers(-40, 60, (4, 3)))),
+        ("b", QCubaLIF(threshold=30, current_decay=2048, voltage_decay=512, reset="subtract")),
+    ])
+    x = np.array([[50, 90, 130]])
+    kw = dict(steps=9, record=["u", "v", "s"], reset_interval=reset_interval)
+    lava_res = lava_backend.run(g, x, **kw)
+    hw_res = hw_run(g, x, **kw)
+    for key, value in hw_res.traces.items():
+        np.testing.assert_array_equal(lava_res.traces[key], value, err_msg=key)
+    v = hw_res.traces["a.v"]
+    assert hw_res.traces["a.s"].any() and (v[hw_res.traces["a.s"].astype(bool)] != 0).any()
