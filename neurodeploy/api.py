@@ -29,6 +29,7 @@ import numpy as np
 from . import __version__
 from .errors import BadInputFileError, MissingExtraError, NeurodeployError
 from .ir import Graph
+from . import outdir
 from .outdir import write_dir_atomic
 from .simulation import INPUT_MODES, RECORDABLE, RunResult
 
@@ -352,21 +353,10 @@ def check_out_dir(out_dir: PathLike) -> Path:
     """Return ``out_dir`` as a Path if :func:`save_run` may write it.
 
     Allowed: a path that does not exist yet, an empty folder, or a folder holding only a
-    previous run's ``trace.npz``/``summary.json``. Anything else raises
+    previous run's ``trace.npz``/``summary.json`` (replaced). Anything else raises
     :class:`NeurodeployError` (nothing is ever overwritten that neurodeploy did not write).
     """
-    out = Path(out_dir)
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise NeurodeployError(f"output path {out} exists and is not a folder")
-    if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in OUTPUT_FILES)
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (", …" if len(foreign) > 5 else "")
-            raise NeurodeployError(
-                f"refusing to write into {out}: it holds files neurodeploy did not write "
-                f"({shown})", hint="choose a new --out folder",
-            )
-    return out
+    return outdir.check_out_dir(out_dir, OUTPUT_FILES, overwrite=True, what="run")
 
 
 def _to_saved(arr: np.ndarray, result: RunResult) -> np.ndarray:

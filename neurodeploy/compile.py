@@ -32,7 +32,7 @@ import numpy as np
 from . import __version__
 from .errors import NeurodeployError, UnsupportedError
 from .ir import BNTT, BatchNorm, Graph
-from .outdir import write_dir_atomic
+from .outdir import check_out_dir, jsonable, write_dir_atomic
 
 FORMAT = "neurodeploy-compile"
 VERSION = 1
@@ -48,31 +48,16 @@ class _Steps:
         self.warnings: list[str] = []
         self.log = log
 
-    def run(self, name: str, fn: Callable[[], Any], *, check: bool = True) -> Any:
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
         self.log(f"{name} ...")
         t0 = time.perf_counter()
         out = fn()
         graph = out[0] if isinstance(out, tuple) else out
-        if check and isinstance(graph, Graph):
+        if isinstance(graph, Graph):
             graph.validate()
         seconds = time.perf_counter() - t0
         self.rows.append({"step": name, "seconds": round(seconds, 6)})
         return out
-
-
-def _check_out_dir(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise NeurodeployError(f"{out} exists and is not a folder; choose another --out")
-    if out.is_dir():
-        names = {p.name for p in out.iterdir()}
-        foreign = sorted(names - set(OUTPUT_FILES))
-        if foreign:
-            raise NeurodeployError(
-                f"refusing to write into {out}: it holds files neurodeploy did not write "
-                f"({', '.join(foreign[:3])}); choose a new output folder")
-        if names and not overwrite:
-            raise NeurodeployError(f"output folder {out} holds a previous compile; pass "
-                                   "--overwrite or choose a new folder")
 
 
 def _calibration(calib: str | None, samples: int, in_shape: tuple[int, ...]) -> np.ndarray | None:
@@ -116,7 +101,7 @@ def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | 
 
     log = log or (lambda message: None)
     out = Path(out_dir)
-    _check_out_dir(out, overwrite)
+    check_out_dir(out, OUTPUT_FILES, overwrite=overwrite, what="compile")
     tgt = load_target(target)
     if not tgt.is_neuromorphic:
         raise UnsupportedError(f"target {tgt.name} is an ANN device; compile for a neuromorphic "
@@ -180,7 +165,7 @@ def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | 
         steps.rows.append({"step": "write", "seconds": round(time.perf_counter() - t0, 6)})
         doc.update({"files": files, "steps": steps.rows, "warnings": steps.warnings,
                     "seconds": round(time.perf_counter() - t_start, 6)})
-        (tmp / "compile.json").write_text(json.dumps(doc, indent=1, default=_jsonable) + "\n")
+        (tmp / "compile.json").write_text(json.dumps(jsonable(doc), indent=1) + "\n")
 
     doc: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "neurodeploy": __version__, "model": source,
@@ -191,13 +176,3 @@ def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | 
     }
     write_dir_atomic(out, write)
     return doc
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    return str(value)

@@ -31,6 +31,7 @@ from torch import nn
 
 from . import __version__
 from .errors import NeurodeployError, UnsupportedError
+from . import outdir
 from .outdir import write_dir_atomic
 from .ir import Graph
 
@@ -108,22 +109,7 @@ def check_out_dir(out_dir: PathLike, *, overwrite: bool = False) -> Path:
     """``out_dir`` as a Path if :func:`convert` may write it: a new path, an empty folder, or
     (with ``overwrite=True``) a folder holding only a previous conversion's files. Anything else
     raises :class:`NeurodeployError`; files neurodeploy did not write are never replaced."""
-    out = Path(out_dir)
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise NeurodeployError(f"output path {out} exists and is not a folder")
-    if out.is_dir():
-        names = sorted(p.name for p in out.iterdir())
-        foreign = [n for n in names if n not in OUTPUT_FILES]
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (", …" if len(foreign) > 5 else "")
-            raise NeurodeployError(
-                f"refusing to write into {out}: it holds files neurodeploy did not write "
-                f"({shown})", hint="choose a new output folder")
-        if names and not overwrite:
-            raise NeurodeployError(
-                f"output folder {out} is not empty (it holds a previous conversion)",
-                hint="pass overwrite=True (--overwrite) or choose a new folder")
-    return out
+    return outdir.check_out_dir(out_dir, OUTPUT_FILES, overwrite=overwrite, what="conversion")
 
 
 def _write_atomic(out: Path, write: Any) -> None:

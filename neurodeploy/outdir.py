@@ -1,14 +1,46 @@
-"""Atomic output folders: every command that writes a folder (simulate, train, convert, ...)
-fills a temporary folder beside the destination and renames it into place at the end, so a
-failure never leaves partial output."""
+"""Output folders and the JSON documents in them: every command that writes a folder
+(simulate, train, convert, compile, ...) checks it first, fills a temporary folder beside the
+destination and renames it into place at the end, so a failure never leaves partial output."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import NeurodeployError
+
+
+def check_out_dir(out_dir: str | os.PathLike[str], owned: Collection[str], *,
+                  overwrite: bool, what: str) -> Path:
+    """``out_dir`` as a Path if a command that writes the files ``owned`` may write it: a new
+    path, an empty folder, or (with ``overwrite``) a folder holding only such files, a previous
+    ``what`` (e.g. ``"conversion"``). Files neurodeploy did not write are never replaced.
+
+    Raises :class:`NeurodeployError` (one line, with a hint) otherwise.
+    """
+    out = Path(out_dir)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise NeurodeployError(f"output path {out} exists and is not a folder")
+    if out.is_dir():
+        names = sorted(p.name for p in out.iterdir())
+        foreign = [n for n in names if n not in owned]
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", …" if len(foreign) > 5 else "")
+            raise NeurodeployError(
+                f"refusing to write into {out}: it holds files neurodeploy did not write "
+                f"({shown})", hint="choose a new output folder")
+        if names and not overwrite:
+            raise NeurodeployError(
+                f"output folder {out} is not empty (it holds a previous {what})",
+                hint="pass overwrite=True (--overwrite) or choose a new folder")
+    return out
 
 
 def _umask() -> int:
@@ -60,3 +92,20 @@ def write_dir_atomic(out: str | os.PathLike[str], write: Callable[[Path], None])
                 break
         raise
     return out
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars/arrays and tuples turned into plain JSON types, dict keys
+    into strings, and non-finite floats into ``None`` (JSON has no NaN or infinity)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    return value

@@ -107,6 +107,7 @@ from ..ir import (
     SumPool2d,
 )
 from ..ir.nodes import VTH_MANT_MAX
+from ..outdir import jsonable
 from ..simulation import pipeline_depths
 
 #: Default threshold mantissa of a spiking layer (its a-units per threshold).
@@ -265,21 +266,6 @@ def _row_abs_max(mant: np.ndarray) -> float:
 # ============================================================================================
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    return value
-
-
 @dataclass
 class SynapseReport:
     """One synapse node of a layer.
@@ -386,7 +372,7 @@ class QuantReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (non-finite numbers become ``None``)."""
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
     def to_json(self, indent: int | None = 2) -> str:
         """The report as a JSON string (stable keys)."""
