@@ -170,15 +170,14 @@ def _check_supported(graph: Graph) -> None:
 
 def _message_bits(graph: Graph, name: str) -> int:
     """``num_message_bits`` of the spikes leaving ``name`` (through Flatten/Concat)."""
-    node = graph.nodes[name]
-    if isinstance(node, (Input, QCubaLIF)):
-        return node.num_message_bits
-    if isinstance(node, (Flatten, Concat)):
-        return max(_message_bits(graph, p) for p in graph.predecessors(name))
-    raise UnsupportedError(
-        f"{name} ({node.type_name}) cannot feed a synapse: synapses take spikes from neurons, "
-        "the Input node, Flatten or Concat"
-    )
+    bits = graph.message_bits(name)
+    if bits is None:
+        node = graph.nodes[name]
+        raise UnsupportedError(
+            f"{name} ({node.type_name}) cannot feed a synapse: synapses take spikes from "
+            "neurons, the Input node, Flatten or Concat"
+        )
+    return bits
 
 
 # ------------------------------------------------------------------------------------------

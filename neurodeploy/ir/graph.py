@@ -15,7 +15,7 @@ from functools import cached_property
 from typing import Any
 
 from ..errors import InvalidIRError
-from .nodes import Input, Node, Shape
+from .nodes import Concat, Flatten, Input, Node, QCubaLIF, Shape
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
@@ -64,6 +64,18 @@ class Graph:
 
     def successors(self, name: str) -> list[str]:
         return self._succs.get(name, [])
+
+    def message_bits(self, name: str) -> int | None:
+        """``num_message_bits`` of the events leaving ``name`` (0: binary spikes), looking
+        through Flatten/Concat to the ``Input`` or ``QCubaLIF`` nodes that send them; ``None``
+        when ``name`` is not such a spike source."""
+        node = self.nodes[name]
+        if isinstance(node, (Input, QCubaLIF)):
+            return node.num_message_bits
+        if isinstance(node, (Flatten, Concat)):
+            bits = [self.message_bits(p) for p in self.predecessors(name)]
+            return None if None in bits else max(bits)  # type: ignore[type-var]
+        return None
 
     @cached_property
     def _preds(self) -> dict[str, list[str]]:

@@ -317,15 +317,6 @@ def _relay_layer(n1: QCubaLIF, n1_shape: tuple[int, ...], src_channels: int, ord
     return n1.replace(bias=full)
 
 
-def _message_bits(graph: Graph, name: str) -> int:
-    node = graph.nodes[name]
-    if isinstance(node, (Input, QCubaLIF)):
-        return node.num_message_bits
-    if isinstance(node, (Flatten, Concat)):
-        return max(_message_bits(graph, p) for p in graph.predecessors(name))
-    return 0
-
-
 def _only(items: list[str]) -> str | None:
     return items[0] if len(items) == 1 else None
 
@@ -380,7 +371,7 @@ def _rewrite_join(graph: Graph, join: str) -> tuple[Graph, str]:
     src, syn_a, n1, syn_b, syn_s, order = _find_block(graph, join)
     shapes = graph.shapes
     nodes = graph.nodes
-    if _message_bits(graph, src) > 0:
+    if (graph.message_bits(src) or 0) > 0:
         raise UnsupportedError(f"{label}: the skip source {src} sends graded spikes; relay "
                                "neurons copy binary spikes only")
     if graph.successors(n1) != [syn_b if syn_b else join] or graph.successors(syn_a) != [n1]:
