@@ -26,3 +26,31 @@ def lavadl_netx_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return folder
+
+
+@pytest.fixture(scope="session")
+def lava():
+    """Lava's modules (``neurodeploy.backends.lava.load_lava()``) for the Lava cross-checks.
+
+    Skips when Lava is not importable, except in CI (``CI`` set), where Lava must be installed
+    and the test fails instead.
+    """
+    from neurodeploy.backends import lava as lava_backend
+
+    if not lava_backend.available():
+        if os.environ.get("CI"):
+            pytest.fail("Lava is not importable in CI (needs Python 3.10 + neurodeploy[lava])")
+        pytest.skip("Lava is not installed (needs Python 3.10 + neurodeploy[lava])")
+    return lava_backend.load_lava()
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny tensors only pay for the thread pool, and on a
+    busy 2-core machine two spinning OpenMP workers made such tests 10-40x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

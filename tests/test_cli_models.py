@@ -15,12 +15,7 @@ NIR_DIR = Path(__file__).resolve().parent / "golden" / "nir"
 DEMO = Path(__file__).resolve().parents[1] / "models" / "checkpoints"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _error_line(capsys) -> str:

@@ -24,13 +24,7 @@ from neurodeploy.models.layers import LIF
 STEPS = (5, 20, 60)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: torch's thread pool only adds overhead on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

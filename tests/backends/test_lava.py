@@ -4,7 +4,6 @@ unsupported nodes and the missing-Lava error."""
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -21,15 +20,6 @@ from neurodeploy.ir.nodes import (
     QSigmaDelta,
     QSumPool2d,
 )
-
-
-@pytest.fixture
-def lava():
-    """Skip without Lava locally; fail in CI, where Lava must be installed."""
-    if not lava_backend.available():
-        if os.environ.get("CI"):
-            pytest.fail("Lava is not importable in CI (needs Python 3.10 + neurodeploy[lava])")
-        pytest.skip("Lava is not installed (needs Python 3.10 + neurodeploy[lava])")
 
 
 def _rtz(x: int, k: int) -> int:

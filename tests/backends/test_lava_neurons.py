@@ -4,13 +4,11 @@ numpy reference ``bntt_neuron_step``."""
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
 
 from neurodeploy import hw_sim
-from neurodeploy.backends import lava as lava_backend
 from neurodeploy.backends import lava_neurons as ln
 from neurodeploy.errors import InvalidIRError
 from neurodeploy.ir import Graph
@@ -19,16 +17,6 @@ from neurodeploy.ir.nodes import Input, QCubaLIF, QDense
 # Lava's process-model search re-executes every file of neurodeploy/backends/ as a top-level
 # module; those with relative imports fail there and Lava warns (harmlessly).
 pytestmark = pytest.mark.filterwarnings("ignore:Cannot import module:UserWarning")
-
-
-@pytest.fixture
-def lava():
-    """Lava modules; skip without Lava locally, fail in CI where Lava must be installed."""
-    if not lava_backend.available():
-        if os.environ.get("CI"):
-            pytest.fail("Lava is not importable in CI (needs Python 3.10 + neurodeploy[lava])")
-        pytest.skip("Lava is not installed (needs Python 3.10 + neurodeploy[lava])")
-    return lava_backend.load_lava()
 
 
 def _run(lava, neuron, steps: int, source=None, synapse=None):

@@ -13,7 +13,6 @@ import h5py
 import nir
 import numpy as np
 import pytest
-import torch
 
 from neurodeploy.backends.floatsim import run
 from neurodeploy.errors import (
@@ -33,12 +32,7 @@ needs_data = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def quiet_read(path: Path, **kw) -> Graph:

@@ -35,15 +35,6 @@ from neurodeploy.models.loihi import (
 M24 = 1 << 23
 
 
-@pytest.fixture
-def one_thread():
-    """Training is many tiny ops: one thread avoids contention on a loaded 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _set_weight(layer, values) -> None:
     with torch.no_grad():
         layer.weight.copy_(torch.as_tensor(values, dtype=torch.float32))

@@ -37,13 +37,7 @@ from neurodeploy.passes.convert import (
     poisson_spikes,
 )
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: torch's thread pool only adds overhead (10x on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
 import pytest
@@ -565,14 +564,6 @@ def test_calibration_reports_saturation_by_hand():
 # ------------------------------------------------------------------------------------------
 # Lava cross-check
 # ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def lava():
-    if not lava_backend.available():
-        if os.environ.get("CI"):
-            pytest.fail("Lava is not importable in CI (needs Python 3.10 + neurodeploy[lava])")
-        pytest.skip("Lava is not installed (needs Python 3.10 + neurodeploy[lava])")
 
 
 @pytest.mark.lava
