@@ -4,6 +4,6 @@
 (and, through them, Loihi 2 hardware) would, vectorized over the batch with torch on CPU or CUDA.
 """
 
-from .engine import Engine, lava_weights, run
+from .engine import Engine, StepObserver, lava_weights, run
 
-__all__ = ["Engine", "run", "lava_weights"]
+__all__ = ["Engine", "StepObserver", "run", "lava_weights"]

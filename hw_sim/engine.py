@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -134,6 +135,23 @@ class _Synapse:
         self.delay_w = [(k, wk.to(self.dtype)) for k, wk in self.delay_slots]
 
 
+class StepObserver(Protocol):
+    """Receives a run's events step by step (event accounting, on-chip probes).
+
+    ``input_step(name, t, events)``: the ``Input`` node's events at step ``t`` (0-based),
+    ``(B, *shape)``; spike input mode only (bias input sends no events).
+    ``neuron_step(name, t, s, u, v, a)``: a neuron layer after its update at step ``t``:
+    ``s`` its output spikes ``(B, *shape)`` (0/1 floats), ``u``/``v`` its state after the
+    update, ``a`` the synaptic input it integrated this step (a tensor, or the int 0 when no
+    synapse delivered anything). Tensors are the engine's own: read, never modify them.
+    """
+
+    def input_step(self, name: str, t: int, events: torch.Tensor) -> None: ...
+
+    def neuron_step(self, name: str, t: int, s: torch.Tensor, u: torch.Tensor,
+                    v: torch.Tensor, a: torch.Tensor | int) -> None: ...
+
+
 class Engine:
     """A compiled graph ready to run batches. Build once, :meth:`run` many times."""
 
@@ -246,8 +264,12 @@ class Engine:
         reset_interval: int | None = None,
         reset_offset: int = 0,
         record: Mapping[str, Iterable[str]] | Iterable[str] | None = None,
+        observer: StepObserver | None = None,
     ) -> RunResult:
-        """Simulate a batch; see :mod:`neurodeploy.simulation` for the conventions."""
+        """Simulate a batch; see :mod:`neurodeploy.simulation` for the conventions.
+
+        ``observer`` (optional) sees every event source once per step, in layer order (see
+        :class:`StepObserver`); it must not modify the tensors it is given."""
         g = self.graph
         x = check_inputs(g, inputs, steps, input_mode)
         rec = normalize_record(g, record)
@@ -367,6 +389,8 @@ class Engine:
                 preds = g.predecessors(name)
                 if isinstance(node, Input):
                     values[name] = x_dev[..., t] if input_mode == "spikes" else None
+                    if observer is not None and values[name] is not None:
+                        observer.input_step(name, t, values[name])
                 elif name in self.synapses:
                     values[name] = buffers[name]
                 elif isinstance(node, QCubaLIF):
@@ -385,6 +409,8 @@ class Engine:
                     step = self._neuron_step_int if st["emulate32"] else self._neuron_step
                     s_out = step(st, a)
                     values[name] = s_out
+                    if observer is not None:
+                        observer.neuron_step(name, t, s_out, st["u"], st["v"], a)
                     counts[name] += s_out.reshape(batch, -1).sum(dim=1)  # exact: < 2**24
                     qs = rec.get(name, ())
                     if "u" in qs:  # state tensors are never modified in place: no copies
@@ -543,6 +569,7 @@ def run(
     reset_offset: int = 0,
     record: Mapping[str, Iterable[str]] | Iterable[str] | None = None,
     device: str | torch.device = "cpu",
+    observer: StepObserver | None = None,
 ) -> RunResult:
     """Simulate ``inputs`` (a batch) through ``graph`` for ``steps`` steps, bit-exactly.
 
@@ -552,5 +579,5 @@ def run(
     engine = Engine(graph, device=device)
     return engine.run(
         inputs, steps=steps, input_mode=input_mode, reset_interval=reset_interval,
-        reset_offset=reset_offset, record=record,
+        reset_offset=reset_offset, record=record, observer=observer,
     )

@@ -171,6 +171,8 @@ def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | 
         "format": FORMAT, "version": VERSION, "neurodeploy": __version__, "model": source,
         "target": tgt.name, "target_path": str(tgt.path),
         "timesteps": graph.metadata.get("timesteps", timesteps),
+        "options": {"calib": calib, "calib_samples": calib_samples, "timesteps": timesteps,
+                    "hard_reset": hard_reset, "bntt_statistic": bntt_statistic},
         "cores_used": mapping.cores_used, "chips_used": mapping.chips_used,
         "layers": graph.neurons, **report,
     }
