@@ -11,8 +11,14 @@ Model (documented in ``docs/concepts.md`` § Mapping):
   chosen synapse encoding stores (below), plus ``neuron_state_bits`` per neuron where the
   target shares one memory between synapses and neuron state (Loihi 2); *input axons* = the
   distinct presynaptic neurons with at least one synapse into the slice (for convolutions the
-  union of the receptive fields, exact without dilation; with dilation the gaps are counted); *output axons* = Σ over the slice's neurons of the number
-  of distinct destination cores each one reaches (Loihi's core-to-core fan-out entries).
+  union of the receptive fields, exact without dilation; with dilation the gaps are counted).
+  On targets with ``population_axons`` (Loihi's hierarchical connectivity: one population
+  axon per source position, the channel travelling as the spike's *atom*, as nengo-loihi
+  maps convolutions), a synapse whose source is a feature map ``(C, H, W)`` (a convolution,
+  or a dense layer after a Flatten) needs one input axon per distinct source *position*
+  instead of one per source neuron; synaptic memory is unchanged. *Output axons* = Σ over
+  the slice's neurons of the number of distinct destination cores each one reaches (Loihi's
+  core-to-core fan-out entries).
 * Synapse encodings (the target lists the ones it has; the cheapest is chosen per synapse):
   ``dense``: ``n × fan_in × (weight_bits + delay_bits)``; ``sparse``: per non-zero weight
   ``weight_bits + delay_bits + ceil(log2 n)`` index bits; ``conv`` (shared weights, Loihi 2):
@@ -30,6 +36,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -64,6 +72,8 @@ class _Synapse:
     out_shape: tuple[int, ...]
     recurrent: bool = False
     encoding: str = "dense"
+    #: ``(C, H, W)`` of a dense synapse's source feature map (through a Flatten), else None
+    pop_shape: tuple[int, ...] | None = None
 
     @property
     def in_size(self) -> int:
@@ -110,8 +120,13 @@ def _synapses_into(graph: Graph, neuron: str, shapes: dict[str, tuple[int, ...]]
             queue.extend(graph.predecessors(name))
         elif node.is_synapse:
             pred = graph.predecessors(name)[0]
+            pop_shape = None
+            if isinstance(graph.nodes[pred], Flatten):
+                before = tuple(shapes[graph.predecessors(pred)[0]])
+                pop_shape = before if len(before) == 3 else None
             found.append(_Synapse(name, node, neuron, _sources(graph, name, shapes),
-                                  tuple(shapes[pred]), tuple(shapes[name])))
+                                  tuple(shapes[pred]), tuple(shapes[name]),
+                                  pop_shape=pop_shape))
             rec = getattr(node, "weight_rec", None)
             if rec is not None:
                 size = int(np.prod(shapes[neuron]))
@@ -126,22 +141,130 @@ def _synapses_into(graph: Graph, neuron: str, shapes: dict[str, tuple[int, ...]]
     return found
 
 
-# ------------------------------------------------------------------------------ per-slice costs
+# ------------------------------------------------------------------------------ layouts
 
 
-def slice_order(shape: tuple[int, ...]) -> np.ndarray:
-    """IR flat index of the neuron at each position of the slicing order: ``(H, W, C)`` for
-    feature maps (a core holds all channels of neighbouring positions, so convolutions share
-    input axons), plain order for vectors."""
-    size = int(np.prod(shape))
+@dataclass
+class Layout:
+    """How one neuron layer is cut into core slices.
+
+    ``flat`` (vectors, or any layer cut in IR flat order): slices of ``n`` consecutive
+    neurons. ``tiles`` (feature maps ``(C, H, W)``): a slice is a group of ``cg`` channels
+    times a ``th × tw`` rectangle of positions (edge slices smaller), listed channel group by
+    channel group, tiles row by row; inside a slice neurons go position by position, all the
+    slice's channels of a position together. Channel groups keep the shared kernels a core
+    stores small; position tiles keep the input receptive field (input axons) small.
+    """
+
+    kind: str
+    shape: tuple[int, ...]
+    n: int = 0  # flat: neurons per slice
+    cg: int = 0  # tiles: channels per slice
+    tile: tuple[int, int] = (0, 0)  # tiles: (rows, cols) of positions per slice
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @cached_property
+    def box(self) -> np.ndarray:
+        """tiles: ``(slices, 6)`` half-open ``c0, c1, y0, y1, x0, x1`` of every slice."""
+        c, h, w = self.shape
+        (th, tw), cg = self.tile, self.cg
+        c0, y0, x0 = np.arange(0, c, cg), np.arange(0, h, th), np.arange(0, w, tw)
+        cc, yy, xx = (a.reshape(-1) for a in np.meshgrid(c0, y0, x0, indexing="ij"))
+        return np.stack([cc, np.minimum(cc + cg, c), yy, np.minimum(yy + th, h),
+                         xx, np.minimum(xx + tw, w)], axis=1)
+
+    @cached_property
+    def sizes(self) -> np.ndarray:
+        """Neurons of every slice."""
+        if self.kind == "flat":
+            starts = np.arange(0, self.size, self.n)
+            return np.minimum(starts + self.n, self.size) - starts
+        b = self.box
+        return (b[:, 1] - b[:, 0]) * (b[:, 3] - b[:, 2]) * (b[:, 5] - b[:, 4])
+
+    @property
+    def slices(self) -> int:
+        return len(self.sizes)
+
+    @cached_property
+    def starts(self) -> np.ndarray:
+        """Position in :attr:`order` where every slice begins."""
+        return np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+
+    @cached_property
+    def _keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per neuron (IR flat order): its slice and its position in the slicing order."""
+        if self.kind == "flat":
+            idx = np.arange(self.size)
+            return idx // self.n, idx
+        c, h, w = self.shape
+        (th, tw), cg = self.tile, self.cg
+        nty, ntx = -(-h // th), -(-w // tw)
+        cc, yy, xx = np.meshgrid(np.arange(c), np.arange(h), np.arange(w), indexing="ij")
+        ty, tx = yy // th, xx // tw
+        sl = ((cc // cg) * nty + ty) * ntx + tx
+        b = self.box[sl]  # the neuron's slice box
+        rank = ((yy - b[..., 2]) * (b[..., 5] - b[..., 4]) + (xx - b[..., 4])) \
+            * (b[..., 1] - b[..., 0]) + (cc - b[..., 0])
+        return sl.reshape(-1), (self.starts[sl] + rank).reshape(-1)
+
+    @cached_property
+    def order(self) -> np.ndarray:
+        """IR flat index of the neuron at each position of the slicing order."""
+        order = np.empty(self.size, dtype=np.int64)
+        order[self._keys[1]] = np.arange(self.size)
+        return order
+
+    def slice_of(self) -> np.ndarray:
+        """Slice index of every neuron, in IR flat order."""
+        return self._keys[0]
+
+    def per_slice(self, values: np.ndarray) -> np.ndarray:
+        """Sum of a per-neuron quantity (IR flat order) over each slice."""
+        if self.kind == "flat":
+            return np.add.reduceat(values, self.starts)
+        c, h, w = self.shape
+        (th, tw), cg = self.tile, self.cg
+        v = values.reshape(c, h, w)
+        v = np.add.reduceat(v, np.arange(0, c, cg), axis=0)
+        v = np.add.reduceat(v, np.arange(0, h, th), axis=1)
+        return np.add.reduceat(v, np.arange(0, w, tw), axis=2).reshape(-1)
+
+    def to_json(self) -> dict[str, Any]:
+        if self.kind == "flat":
+            return {"kind": "flat", "neurons_per_core": self.n}
+        return {"kind": "tiles", "channels_per_core": self.cg, "tile": list(self.tile)}
+
+
+def layout_from_json(shape: tuple[int, ...], doc: dict[str, Any]) -> Layout:
+    """The :class:`Layout` written by :meth:`Layout.to_json` for a layer of ``shape``."""
+    if doc["kind"] == "flat":
+        return Layout("flat", shape, n=int(doc["neurons_per_core"]))
+    return Layout("tiles", shape, cg=int(doc["channels_per_core"]),
+                  tile=(int(doc["tile"][0]), int(doc["tile"][1])))
+
+
+def _candidates(shape: tuple[int, ...], cap: int) -> list[list[Layout]]:
+    """Families of layouts, each ordered by growing slices: one family for a flat layer (all
+    ``n``), one per channel-group size for a feature map (tiles ``1×1 … 1×W``, then
+    ``2×W … H×W``)."""
     if len(shape) != 3:
-        return np.arange(size)
-    return np.arange(size).reshape(shape).transpose(1, 2, 0).reshape(-1)
+        size = int(np.prod(shape))
+        return [[Layout("flat", shape, n=n) for n in range(1, min(cap, size) + 1)]]
+    c, h, w = shape
+    tiles = [(1, tw) for tw in range(1, w + 1)] + [(th, w) for th in range(2, h + 1)]
+    fams = []
+    for cg in (d for d in range(1, c + 1) if c % d == 0):
+        fam = [Layout("tiles", shape, cg=cg, tile=t) for t in tiles if cg * t[0] * t[1] <= cap]
+        if fam:
+            fams.append(fam)
+    return fams
 
 
-def _slices(total: int, n: int) -> np.ndarray:
-    """Start indices of slices of ``n`` neurons covering ``total`` neurons."""
-    return np.arange(0, total, n)
+# ------------------------------------------------------------------------------ per-slice costs
 
 
 def _weight_bits(node: Node) -> int:
@@ -152,14 +275,29 @@ def _delay_bits(node: Node) -> int:
     return DELAY_BITS if getattr(node, "delay", None) is not None else 0
 
 
-class _SliceCosts:
-    """Synaptic memory and input axons of every slice of a layer for a slice size ``n``, and
-    how many slices of the layer each presynaptic neuron reaches (for output axons)."""
+def _cover(lo: np.ndarray, hi: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """How many of the rectangles ``lo..hi`` (inclusive ``(y, x)`` corners) cover each
+    position of a ``shape`` grid (2-D difference array)."""
+    diff = np.zeros((shape[0] + 1, shape[1] + 1), dtype=np.int64)
+    ok = (hi[:, 0] >= lo[:, 0]) & (hi[:, 1] >= lo[:, 1])
+    lo, hi = lo[ok], hi[ok]
+    np.add.at(diff, (lo[:, 0], lo[:, 1]), 1)
+    np.add.at(diff, (lo[:, 0], hi[:, 1] + 1), -1)
+    np.add.at(diff, (hi[:, 0] + 1, lo[:, 1]), -1)
+    np.add.at(diff, (hi[:, 0] + 1, hi[:, 1] + 1), 1)
+    return diff.cumsum(0).cumsum(1)[:shape[0], :shape[1]]
 
-    def __init__(self, syn: _Synapse, encodings: tuple[str, ...]) -> None:
+
+class _SliceCosts:
+    """Synaptic memory and input axons of every slice of a layer for a layout, and how many
+    slices of the layer each presynaptic neuron reaches (for output axons)."""
+
+    def __init__(self, syn: _Synapse, encodings: tuple[str, ...],
+                 population: bool = False) -> None:
         self.syn = syn
         node = syn.node
         self.encodings = encodings
+        self.population = population
         if isinstance(node, QDense):
             w = np.asarray(node.weight)
             self.kind = "dense"
@@ -169,89 +307,83 @@ class _SliceCosts:
         else:
             raise UnsupportedError(f"{syn.name} ({node.type_name}): no mapping cost model")
 
-    # -- dense synapses
-    def _dense(self, starts: np.ndarray, n: int, total: int) -> tuple[np.ndarray, np.ndarray,
-                                                                        np.ndarray, str]:
+    @staticmethod
+    def _choose(options: dict[str, np.ndarray]) -> str:
+        return min(options, key=lambda k: int(options[k].max(initial=0)))
+
+    # -- dense synapses (any layout: rows taken in the slicing order)
+    def _dense(self, lay: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
         node = self.syn.node
         bits = _weight_bits(node) + _delay_bits(node)
-        sizes = np.minimum(starts + n, total) - starts
-        nnz_rows = self.nonzero.sum(axis=1)
-        nnz = np.add.reduceat(nnz_rows, starts) if len(starts) else np.zeros(0, int)
-        cols_any = np.logical_or.reduceat(self.nonzero, starts, axis=0)  # (slices, in)
-        in_axons = cols_any.sum(axis=1)
-        fan_in = self.nonzero.shape[1]
-        options = {"dense": sizes * fan_in * bits}
+        nz = self.nonzero if lay.kind == "flat" else self.nonzero[lay.order]
+        nnz = np.add.reduceat(nz.sum(axis=1), lay.starts)
+        cols_any = np.logical_or.reduceat(nz, lay.starts, axis=0)  # (slices, in)
+        shape = self.syn.pop_shape
+        if self.population and shape is not None:  # one axon per source position
+            in_axons = cols_any.reshape(lay.slices, shape[0], -1).any(axis=1).sum(axis=1)
+        else:
+            in_axons = cols_any.sum(axis=1)
+        options = {"dense": lay.sizes * nz.shape[1] * bits}
         if "sparse" in self.encodings:
-            index_bits = max(1, math.ceil(math.log2(max(n, 2))))
+            index_bits = max(1, math.ceil(math.log2(max(int(lay.sizes.max()), 2))))
             options["sparse"] = nnz * (bits + index_bits)
-        encoding = min(options, key=lambda k: int(options[k].max(initial=0)))
+        encoding = self._choose(options)
         reach = cols_any.sum(axis=0)  # per presynaptic neuron: slices reached
         return options[encoding], in_axons, reach, encoding
 
-    # -- convolution / pooling synapses (row bands; columns counted whole)
-    def _conv(self, starts: np.ndarray, n: int, total: int) -> tuple[np.ndarray, np.ndarray,
-                                                                       np.ndarray, str]:
+    # -- convolution / pooling synapses (tiles layouts)
+    def _conv(self, lay: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
         node = self.syn.node
         c_in, h_in, w_in = self.syn.in_shape
-        c_out, h_out, w_out = self.syn.out_shape
+        c_out = self.syn.out_shape[0]
         if isinstance(node, QSumPool2d):
-            groups, kh, kw = c_out, *node.kernel_size
+            groups, (kh, kw) = c_out, node.kernel_size
             cin_g, cout_g = 1, 1
         else:
             groups = node.groups
             kh, kw = node.weight.shape[2:]
             cin_g, cout_g = c_in // groups, c_out // groups
-        sh, sw = node.stride
-        ph, pw = node.padding
-        dh = node.dilation[0] if hasattr(node, "dilation") else 1
+        (sh, sw), (ph, pw) = node.stride, node.padding
+        dh, dw = getattr(node, "dilation", (1, 1))
         bits = _weight_bits(node)
-        ends = np.minimum(starts + n, total)
-        sizes = ends - starts
         fan_in = cin_g * kh * kw
-        # slices run in (H, W, C) order: position-major, all channels of a position together
-        p_first, p_last = starts // c_out, (ends - 1) // c_out
-        whole = p_last > p_first
-        ch_lo = np.where(whole, 0, starts % c_out)
-        ch_hi = np.where(whole, c_out - 1, (ends - 1) % c_out)
-        options = {"dense": sizes * fan_in * bits}
+        b = lay.box
+        chans = b[:, 1] - b[:, 0]
+        options = {"dense": lay.sizes * fan_in * bits}
         if "conv" in self.encodings:
-            options["conv"] = (ch_hi - ch_lo + 1) * fan_in * bits
-        encoding = min(options, key=lambda k: int(options[k].max(initial=0)))
-        in_axons = np.zeros(len(starts), dtype=np.int64)
-        reach_g = np.zeros((groups, h_in, w_in), dtype=np.int64)
-        dw = node.dilation[1] if hasattr(node, "dilation") else 1
-        kh_span, kw_span = (kh - 1) * dh, (kw - 1) * dw
-        for i in range(len(starts)):
-            r0, q0 = divmod(int(p_first[i]), w_out)
-            r1, q1 = divmod(int(p_last[i]), w_out)
-            # output segments (row range, col range) covered by the slice
-            if r0 == r1:
-                segments = [(r0, r0, q0, q1)]
-            else:
-                segments = [(r0, r0, q0, w_out - 1), (r1, r1, 0, q1)]
-                if r1 - r0 >= 2:
-                    segments.append((r0 + 1, r1 - 1, 0, w_out - 1))
-            lo = max(0, r0 * sh - ph)
-            hi = min(h_in - 1, r1 * sh - ph + kh_span)
-            band = np.zeros((max(0, hi - lo + 1), w_in), dtype=bool)
-            for ra, rb, qa, qb in segments:
-                top, bottom = max(lo, ra * sh - ph), min(hi, rb * sh - ph + kh_span)
-                left, right = max(0, qa * sw - pw), min(w_in - 1, qb * sw - pw + kw_span)
-                if top <= bottom and left <= right:
-                    band[top - lo:bottom - lo + 1, left:right + 1] = True
-            g0, g1 = int(ch_lo[i]) // cout_g, int(ch_hi[i]) // cout_g
-            in_axons[i] = (g1 - g0 + 1) * cin_g * int(band.sum())
-            reach_g[g0:g1 + 1, lo:hi + 1] += band
-        reach = np.repeat(reach_g, cin_g, axis=0).reshape(-1)
+            options["conv"] = chans * fan_in * bits
+        encoding = self._choose(options)
+        # receptive field of each slice's position rectangle (gaps of stride/dilation counted)
+        lo = np.stack([np.maximum(0, b[:, 2] * sh - ph), np.maximum(0, b[:, 4] * sw - pw)], 1)
+        hi = np.stack([np.minimum(h_in - 1, (b[:, 3] - 1) * sh - ph + (kh - 1) * dh),
+                       np.minimum(w_in - 1, (b[:, 5] - 1) * sw - pw + (kw - 1) * dw)], 1)
+        area = np.clip(hi[:, 0] - lo[:, 0] + 1, 0, None) * np.clip(hi[:, 1] - lo[:, 1] + 1, 0,
+                                                                    None)
+        g0, g1 = b[:, 0] // cout_g, (b[:, 1] - 1) // cout_g
+        # population axons: one per source position (its channels are the atoms)
+        per_position = 1 if self.population else (g1 - g0 + 1) * cin_g
+        in_axons = per_position * area
+        # slices reached by each input neuron: channel groups needing its group x tiles
+        # covering its position (every channel group has the same tiles)
+        n_tiles = lay.slices // -(-c_out // lay.cg)
+        cover = _cover(lo[:n_tiles], hi[:n_tiles], (h_in, w_in))
+        need = np.zeros(groups + 1, dtype=np.int64)
+        starts_g = b[::n_tiles]
+        np.add.at(need, starts_g[:, 0] // cout_g, 1)
+        np.add.at(need, (starts_g[:, 1] - 1) // cout_g + 1, -1)
+        per_group = need.cumsum()[:groups]
+        reach = (np.repeat(per_group, cin_g)[:, None, None] * cover[None]).reshape(-1)
         return options[encoding], in_axons, reach, encoding
 
-    def costs(self, n: int, total: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    def costs(self, lay: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
         """``(memory bits per slice, input axons per slice, reach per presynaptic neuron,
-        encoding)`` for slices of ``n`` neurons."""
-        starts = _slices(total, n)
-        if self.kind == "dense":
-            return self._dense(starts, n, total)
-        return self._conv(starts, n, total)
+        encoding)`` for the slices of ``lay``."""
+        if self.kind == "conv" and lay.kind == "tiles":
+            return self._conv(lay)
+        if self.kind == "conv":
+            raise UnsupportedError(f"{self.syn.name}: a convolution into a layer without a "
+                                   "(C, H, W) shape cannot be mapped")
+        return self._dense(lay)
 
 
 # ------------------------------------------------------------------------------ results
@@ -265,7 +397,7 @@ class CoreSlice:
     chip: int
     tile: tuple[int, int]  # global tile coordinates (x across chips, y)
     layer: str
-    start: int  # first neuron (flat index in the layer)
+    start: int  # first neuron's position in the layer's slicing order (see Layout.order)
     neurons: int
     synaptic_memory_bits: int
     input_axons: int
@@ -298,10 +430,7 @@ class Mapping:
     def core_of(self, layer: str, shape: tuple[int, ...]) -> np.ndarray:
         """Core index of every neuron of ``layer`` (of ``shape``), in IR flat order."""
         info = self.layers[layer]
-        n, first = info["neurons_per_core"], info["first_core"]
-        cores = np.empty(info["neurons"], dtype=np.int64)
-        cores[slice_order(shape)] = first + np.arange(info["neurons"]) // n
-        return cores
+        return info["first_core"] + layout_from_json(tuple(shape), info["layout"]).slice_of()
 
     def hops(self, core_a: int, core_b: int) -> tuple[int, int]:
         """(east-west, north-south) tile hops from core ``a`` to core ``b`` (XY routing)."""
@@ -360,27 +489,33 @@ _SUGGEST = {
 
 
 class _Layer:
-    def __init__(self, name: str, size: int, synapses: list[_Synapse],
-                 encodings: tuple[str, ...], state_bits: int) -> None:
-        self.name, self.size, self.synapses = name, size, synapses
-        self.costers = [_SliceCosts(s, encodings) for s in synapses]
+    def __init__(self, name: str, shape: tuple[int, ...], synapses: list[_Synapse],
+                 encodings: tuple[str, ...], state_bits: int, population: bool) -> None:
+        self.name, self.shape, self.synapses = name, shape, synapses
+        self.size = int(np.prod(shape))
+        self.costers = [_SliceCosts(s, encodings, population and not s.recurrent)
+                        for s in synapses]
         self.state_bits = state_bits
-        self.n = size
+        self.family: list[Layout] = []
+        self.index = 0
+        self.fitting: list[tuple[list[Layout], int]] = []
 
-    def usage(self, n: int) -> tuple[dict[str, np.ndarray], list[tuple[_Synapse, np.ndarray]],
-                                     dict[str, str]]:
-        starts = _slices(self.size, n)
-        sizes = np.minimum(starts + n, self.size) - starts
-        mem = sizes.astype(np.int64) * self.state_bits
-        axons = np.zeros(len(starts), dtype=np.int64)
+    @property
+    def layout(self) -> Layout:
+        return self.family[self.index]
+
+    def usage(self, lay: Layout) -> tuple[dict[str, np.ndarray],
+                                          list[tuple[_Synapse, np.ndarray]], dict[str, str]]:
+        mem = lay.sizes.astype(np.int64) * self.state_bits
+        axons = np.zeros(lay.slices, dtype=np.int64)
         reaches, encodings = [], {}
         for syn, coster in zip(self.synapses, self.costers):
-            m, a, reach, enc = coster.costs(n, self.size)
+            m, a, reach, enc = coster.costs(lay)
             mem = mem + m
             axons = axons + a
             reaches.append((syn, reach))
             encodings[syn.name] = enc
-        return {"neurons": sizes, "synaptic_memory_bits": mem, "input_axons": axons}, \
+        return {"neurons": lay.sizes, "synaptic_memory_bits": mem, "input_axons": axons}, \
             reaches, encodings
 
 
@@ -391,28 +526,59 @@ def _fits(use: dict[str, np.ndarray], limits: dict[str, int]) -> str | None:
     return None
 
 
-def _largest_fitting(layer: _Layer, limits: dict[str, int], cap: int) -> int:
-    """Largest slice size ``n <= cap`` whose slices all fit (the costs grow with ``n``)."""
-    hi = min(cap, layer.size, limits["neurons"])
-    use, _, _ = layer.usage(1)
-    bad = _fits(use, limits)
-    if bad is not None:
-        needed = int(use[bad].max())
-        raise ResourceError(
-            f"layer {layer.name}: one neuron needs {needed:,} {bad.replace('_', ' ')} per core, "
-            f"the target has {limits[bad]:,}; {_SUGGEST[bad]}")
-    use, _, _ = layer.usage(hi)
-    if _fits(use, limits) is None:
+def _largest(family: list[Layout], hi: int, ok: Callable[[Layout], bool]) -> int | None:
+    """Index of the largest layout in ``family[:hi + 1]`` that is ``ok`` (costs grow along the
+    family), or None when even the smallest is not."""
+    if not ok(family[0]):
+        return None
+    lo = 0
+    if ok(family[hi]):
         return hi
-    lo = 1  # fits
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        use, _, _ = layer.usage(mid)
-        if _fits(use, limits) is None:
+        if ok(family[mid]):
             lo = mid
         else:
             hi = mid
     return lo
+
+
+def _partition(layer: _Layer, limits: dict[str, int], reach: np.ndarray | None = None) -> None:
+    """Choose the layout with the fewest slices (cores) that fits the per-core limits (and,
+    given ``reach``, the destination cores each neuron sends to, the output-axon limit); ties
+    go to the larger channel groups (fewer destination cores per spike)."""
+    if not layer.fitting:  # per family: the largest layout fitting the input-side limits
+        for family in _candidates(layer.shape, limits["neurons"]):
+            i = _largest(family, len(family) - 1,
+                         lambda lay: _fits(layer.usage(lay)[0], limits) is None)
+            if i is not None:
+                layer.fitting.append((family, i))
+        if not layer.fitting:
+            smallest = _candidates(layer.shape, 1)[0][0]
+            use = layer.usage(smallest)[0]
+            bad = _fits(use, limits) or "neurons"
+            raise ResourceError(
+                f"layer {layer.name}: one neuron needs {int(use[bad].max()):,} "
+                f"{bad.replace('_', ' ')} per core, the target has {limits[bad]:,}; "
+                f"{_SUGGEST[bad]}")
+
+    def out_ok(lay: Layout) -> bool:
+        assert reach is not None
+        return int(lay.per_slice(reach).max(initial=0)) <= limits["output_axons"]
+
+    best: tuple[int, int, list[Layout], int] | None = None
+    for k, (family, i) in enumerate(layer.fitting):
+        j = i if reach is None else _largest(family, i, out_ok)
+        if j is None:
+            continue
+        key = (family[j].slices, -k)
+        if best is None or key < best[:2]:
+            best = (*key, family, j)
+    if best is None:
+        raise ResourceError(
+            f"layer {layer.name}: one neuron needs {int(reach.max()):,} output axons, the "  # type: ignore[union-attr]
+            f"target has {limits['output_axons']:,} per core; {_SUGGEST['output_axons']}")
+    layer.family, layer.index = best[2], best[3]
 
 
 def _tile_path(mesh: tuple[int, int]) -> list[tuple[int, int]]:
@@ -438,45 +604,34 @@ def map_graph(graph: Graph, target: Any, *, max_chips: int | None = None) -> Map
     shapes = graph.shapes
     encodings = tuple(target.resources["synapse_encodings"])
     state_bits = int(target.resources.get("neuron_state_bits", 0))
-    layers = {name: _Layer(name, int(np.prod(shapes[name])),
-                           _synapses_into(graph, name, shapes), encodings, state_bits)
+    population = bool(target.resources.get("population_axons", False))
+    layers = {name: _Layer(name, tuple(shapes[name]), _synapses_into(graph, name, shapes),
+                           encodings, state_bits, population)
               for name in graph.neurons}
 
-    orders = {name: slice_order(tuple(shapes[name])) for name in layers}
-
-    # 1. neurons, synaptic memory and input axons: largest slice per layer.
+    # 1. neurons, synaptic memory and input axons: fewest slices per layer.
     for layer in layers.values():
-        layer.n = _largest_fitting(layer, limits, layer.size)
+        _partition(layer, limits)
 
     # 2. output axons depend on the downstream slicing: shrink sources until they fit.
-    for _ in range(16):
+    for _ in range(64):
         reach = {name: np.zeros(layer.size, dtype=np.int64) for name, layer in layers.items()}
         for layer in layers.values():
-            _, reaches, _ = layer.usage(layer.n)
+            _, reaches, _ = layer.usage(layer.layout)
             for syn, r in reaches:
                 for src in syn.sources:
                     if src.layer is not None:
                         reach[src.layer] += r[src.offset:src.offset + src.size]
         changed = False
-        for name in reach:
-            reach[name] = reach[name][orders[name]]  # into the layer's slicing order
-        for name, layer in layers.items():
-            per_slice = np.add.reduceat(reach[name], _slices(layer.size, layer.n))
-            if int(per_slice.max(initial=0)) <= limits["output_axons"]:
+        for name, layer in reversed(layers.items()):
+            lay = layer.layout
+            if int(lay.per_slice(reach[name]).max(initial=0)) <= limits["output_axons"]:
                 continue
-            per_neuron = int(reach[name].max())
-            if per_neuron > limits["output_axons"]:
-                raise ResourceError(
-                    f"layer {name}: one neuron needs {per_neuron:,} output axons, the target "
-                    f"has {limits['output_axons']:,} per core; {_SUGGEST['output_axons']}")
-            n = layer.n
-            while n > 1 and int(np.add.reduceat(reach[name], _slices(layer.size, n)).max()) \
-                    > limits["output_axons"]:
-                n = max(1, n * 3 // 4)
-            layer.n, changed = n, True
+            _partition(layer, limits, reach[name])
+            changed = True
         if not changed:
             break
-    out_axons = {name: np.add.reduceat(reach[name], _slices(layer.size, layer.n))
+    out_axons = {name: layer.layout.per_slice(reach[name]).astype(np.int64)
                  for name, layer in layers.items()}
 
     # 3. place along the tile path, chip after chip.
@@ -484,7 +639,7 @@ def map_graph(graph: Graph, target: Any, *, max_chips: int | None = None) -> Map
     per_tile = int(target.resources["cores_per_tile"])
     mesh = tuple(target.resources["mesh_tiles"])
     path = _tile_path(mesh)  # type: ignore[arg-type]
-    total_cores = sum(len(_slices(layer.size, layer.n)) for layer in layers.values())
+    total_cores = sum(layer.layout.slices for layer in layers.values())
     chips = max(1, math.ceil(total_cores / cores_per_chip))
     if max_chips is not None and chips > max_chips:
         raise ResourceError(
@@ -495,10 +650,11 @@ def map_graph(graph: Graph, target: Any, *, max_chips: int | None = None) -> Map
     info: dict[str, dict[str, Any]] = {}
     syn_encoding: dict[str, str] = {}
     for name, layer in layers.items():
-        use, _, encs = layer.usage(layer.n)
+        lay = layer.layout
+        use, _, encs = layer.usage(lay)
         syn_encoding.update(encs)
         first = len(cores)
-        for i, start in enumerate(_slices(layer.size, layer.n)):
+        for i, start in enumerate(lay.starts):
             k = len(cores)
             chip, local = divmod(k, cores_per_chip)
             tx, ty = path[local // per_tile]
@@ -511,7 +667,7 @@ def map_graph(graph: Graph, target: Any, *, max_chips: int | None = None) -> Map
         n_cores = len(cores) - first
         info[name] = {
             "neurons": layer.size, "cores": n_cores, "first_core": first,
-            "neurons_per_core": layer.n,
+            "neurons_per_core": int(lay.sizes.max()), "layout": lay.to_json(),
             "synapses": [s.name for s in layer.synapses],
             "synapse_encodings": {s.name: encs[s.name] for s in layer.synapses},
             "max_per_core": {k: int(v.max(initial=0)) for k, v in use.items()}

@@ -175,7 +175,7 @@ def _check_section(path: Path, data: dict[str, Any], section: str,
                              or table[key] < 0):
             raise _fail(path, f"{section}.{key} must be a non-negative number")
     known = set(spec) | set(_OPTIONAL_NUMERIC.get(section, ())) | {
-        "mesh_tiles", "synapse_encodings", "barrier_tiles", "barrier"}
+        "mesh_tiles", "synapse_encodings", "barrier_tiles", "barrier", "population_axons"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise _fail(path, f"[{section}] has unknown key(s) {', '.join(unknown)}")
@@ -223,6 +223,8 @@ def _validate(path: Path, data: dict[str, Any]) -> Target:
             raise _fail(path, f"resources.mesh_tiles {mesh} x cores_per_tile "
                               f"{res['cores_per_tile']} holds fewer than cores_per_chip "
                               f"{res['cores_per_chip']}")
+        if not isinstance(res.get("population_axons", False), bool):
+            raise _fail(path, "resources.population_axons must be true or false")
         enc = res.get("synapse_encodings")
         if (not isinstance(enc, list) or not enc or "dense" not in enc
                 or any(e not in SYNAPSE_ENCODINGS for e in enc)):

@@ -146,17 +146,35 @@ def test_compile_a_trained_checkpoint(trained, tmp_path, capsys):
     assert "cores" in capsys.readouterr().out
 
 
+def test_compile_the_demo_cnn(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["compile", str(DEMO / "demo_cnn"), "--target", "loihi2", "--out", str(out),
+                 "-q"]) == 0
+    mapping = json.loads((out / "mapping.json").read_text())
+    limits = mapping["limits_per_core"]
+    for row in mapping["per_core"]:
+        assert all(row[k] <= limits[k] for k in limits), row
+    # every neuron on exactly one core: 16x28x28 + 32x14x14 + 128 + 10
+    assert sum(row["neurons"] for row in mapping["per_core"]) == 12544 + 6272 + 128 + 10
+    assert mapping["chips_used"] == 1
+
+
 def test_compile_errors_before_writing(trained, tmp_path, capsys):
     out = tmp_path / "c"
     # soft reset on a target without programmable neurons
     assert main(["compile", str(trained["snn"]), "--target", "loihi1", "--out", str(out),
                  "-q"]) == 2
     assert "programmable neurons" in _error_line(capsys)
-    # the demo CNN's fc1 needs more input axons per neuron than a core has
-    assert main(["compile", str(DEMO / "demo_cnn"), "--target", "loihi2", "--out", str(out),
+    # a target whose cores take fewer input axons than one hidden neuron's 64 inputs
+    from neurodeploy.targets import BUILTIN_DIR
+
+    small = tmp_path / "small.toml"
+    small.write_text((BUILTIN_DIR / "loihi2.toml").read_text().replace(
+        "input_axons_per_core = 4096", "input_axons_per_core = 32"))
+    assert main(["compile", str(trained["snn"]), "--target", str(small), "--out", str(out),
                  "-q"]) == 2
     line = _error_line(capsys)
-    assert "lif_fc1" in line and "input axons" in line and "4,096" in line
+    assert "input axons" in line and "needs 64" in line and "has 32" in line
     assert main(["compile", str(trained["snn"]), "--target", "cpu", "--out", str(out)]) == 2
     assert "ANN device" in _error_line(capsys)
     assert not out.exists()

@@ -11,7 +11,7 @@ import pytest
 from neurodeploy.errors import ResourceError, UnsupportedError
 from neurodeploy.ir import Graph, Input, QConv2d, QCubaLIF, QDense
 from neurodeploy.ir.nodes import Flatten
-from neurodeploy.mapping import map_graph, slice_order
+from neurodeploy.mapping import Layout, layout_from_json, map_graph
 from neurodeploy.targets import BUILTIN_DIR, load_target
 
 
@@ -95,14 +95,22 @@ def test_sparse_encoding_saves_memory():
     assert dense_only.synapse_encoding["fc0"] == "sparse"
 
 
-def test_conv_input_axons_by_hand():
+def _discrete(tmp_path: Path, base: str = "loihi1", **changes: str) -> object:
+    """The target without population axons (one input axon per source neuron)."""
+    return _target(tmp_path, base, **{"population_axons = true": "population_axons = false"},
+                   **changes)
+
+
+def test_conv_input_axons_by_hand(tmp_path):
     w = np.full((4, 2, 3, 3), 2)
     g = Graph.chain([("input", Input(shape=(2, 5, 5))), ("conv", QConv2d(weight=w)),
                      ("lif", _lif((4, 3, 3)))])
     t = load_target("loihi1")
     m = map_graph(g, t)
     assert m.cores_used == 1
-    assert m.cores[0].input_axons == 2 * 5 * 5
+    assert m.cores[0].input_axons == 5 * 5  # population axons: one per input position
+    m_discrete = map_graph(g, _discrete(tmp_path))
+    assert m_discrete.cores[0].input_axons == 2 * 5 * 5  # one per input neuron
     assert m.cores[0].synaptic_memory_bits == 36 * 18 * 8  # dense: fan-in 18 per neuron
     m2 = map_graph(g, load_target("loihi2"))  # shared-weight conv encoding
     assert m2.synapse_encoding["conv"] == "conv"
@@ -111,17 +119,55 @@ def test_conv_input_axons_by_hand():
 
 def test_conv_slices_follow_positions(tmp_path):
     # 4 neurons per core = all 4 channels of one output position -> receptive field 2x3x3
-    t = _target(tmp_path, **{"neurons_per_core = 1024": "neurons_per_core = 4"})
+    t = _discrete(tmp_path, **{"neurons_per_core = 1024": "neurons_per_core = 4"})
     w = np.full((4, 2, 3, 3), 2)
     g = Graph.chain([("input", Input(shape=(2, 5, 5))), ("conv", QConv2d(weight=w)),
                      ("lif", _lif((4, 3, 3)))])
     m = map_graph(g, t)
+    # all 4 channels of one position per core (9 cores) beats 1 channel x 1x3 rows (12)
     assert m.cores_used == 9
-    assert [c.input_axons for c in m.cores] == [18] * 9
+    assert m.layers["lif"]["layout"] == {"kind": "tiles", "channels_per_core": 4,
+                                         "tile": [1, 1]}
+    assert [c.input_axons for c in m.cores] == [18] * 9  # receptive field 2x3x3
     cores = m.core_of("lif", (4, 3, 3))
     assert cores.reshape(4, 3, 3)[:, 1, 2].tolist() == [5] * 4  # position (1, 2) -> core 5
-    order = slice_order((4, 3, 3))
-    assert order[:4].tolist() == [0, 9, 18, 27]
+    lay = layout_from_json((4, 3, 3), m.layers["lif"]["layout"])
+    assert lay.order[:4].tolist() == [0, 9, 18, 27]
+
+
+def test_tiles_layout_by_hand():
+    lay = Layout("tiles", (4, 3, 5), cg=2, tile=(2, 5))
+    # channel groups {0,1}, {2,3} x row tiles {0,1}, {2}: 4 slices of 20, 10, 20, 10 neurons
+    assert lay.sizes.tolist() == [20, 10, 20, 10]
+    assert lay.starts.tolist() == [0, 20, 30, 50]
+    sl = lay.slice_of().reshape(4, 3, 5)
+    assert sl[0, 0, 0] == 0 and sl[1, 1, 4] == 0 and sl[0, 2, 0] == 1 and sl[3, 2, 4] == 3
+    # inside a slice: position by position, the slice's channels together
+    assert lay.order[:4].tolist() == [0, 15, 1, 16]
+    assert sorted(lay.order.tolist()) == list(range(60))
+    values = np.arange(60, dtype=np.float64)
+    assert lay.per_slice(values).tolist() == [
+        float(values.reshape(4, 3, 5)[c0:c0 + 2, y0:y1].sum())
+        for c0 in (0, 2) for y0, y1 in ((0, 2), (2, 3))]
+
+
+def test_shared_kernels_pick_channel_groups(tmp_path):
+    # 64 -> 64 channels, 3x3 kernel, 8x8 map, shared-weight conv encoding (loihi2): a core
+    # holding all 64 output channels needs the whole 64*64*9*8 = 294,912-bit kernel; with
+    # 300,000 bits per core and 192 bits of state per neuron, 32 channels fit only as 2x8
+    # tiles (147,456 + 32*16*192 = 245,760; 8 cores), 16 channels fit as whole 8x8 maps
+    # (73,728 + 16*64*192 = 270,336; 4 cores), fewer channels need more cores.
+    t = _target(tmp_path, "loihi2", **{
+        "synaptic_memory_bits_per_core = 1572864": "synaptic_memory_bits_per_core = 300000"})
+    w = np.full((64, 64, 3, 3), 2)
+    g = Graph.chain([("input", Input(shape=(64, 8, 8))), ("in", _lif((64, 8, 8))),
+                     ("conv", QConv2d(weight=w, padding=(1, 1))), ("lif", _lif((64, 8, 8)))])
+    m = map_graph(g, t)
+    info = m.layers["lif"]
+    assert info["synapse_encodings"]["conv"] == "conv"
+    assert info["layout"] == {"kind": "tiles", "channels_per_core": 16, "tile": [8, 8]}
+    assert info["cores"] == 4
+    assert info["max_per_core"]["synaptic_memory_bits"] == 16 * 64 * 9 * 8 + 16 * 64 * 192
 
 
 def test_placement_and_multichip(tmp_path):
@@ -186,7 +232,7 @@ def test_lavadl_pilotnet_fits(lavadl_netx_dir):
         map_graph(g, load_target("loihi1")).cores_used
 
 
-def test_flatten_and_recurrent_sources():
+def test_flatten_and_recurrent_sources(tmp_path):
     rng = np.random.default_rng(8)
     w = rng.integers(-5, 5, size=(6, 2 * 2 * 2)) * 2
     rec = rng.integers(-5, 5, size=(6, 6)) * 2
@@ -194,7 +240,13 @@ def test_flatten_and_recurrent_sources():
         {"input": Input(shape=(2, 2, 2)), "in_lif": _lif((2, 2, 2)), "flat": Flatten(),
          "fc": QDense(weight=w, weight_rec=rec), "lif": _lif(6)},
         [("input", "in_lif"), ("in_lif", "flat"), ("flat", "fc"), ("fc", "lif")])
-    m = map_graph(g, load_target("loihi1"))
+    m = map_graph(g, _discrete(tmp_path))
     lif_core = m.cores[m.layers["lif"]["first_core"]]
     assert lif_core.input_axons == int((w != 0).any(axis=0).sum() + (rec != 0).any(axis=0).sum())
+    # population axons: the flattened (2, 2, 2) source counts by position (4), the recurrent
+    # synapse (no feature map) by neuron
+    m_pop = map_graph(g, load_target("loihi1"))
+    lif_core = m_pop.cores[m_pop.layers["lif"]["first_core"]]
+    positions = int((w.reshape(6, 2, 4) != 0).any(axis=(0, 1)).sum())
+    assert lif_core.input_axons == positions + int((rec != 0).any(axis=0).sum())
     assert m.layers["lif"]["synapses"] == ["fc", "fc.rec"]
