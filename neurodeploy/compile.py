@@ -138,7 +138,8 @@ def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | 
         from .passes.quantize import quantize
 
         graph, qreport = steps.run("quantize", lambda: quantize(
-            graph, tgt, calib=x_cal, allow_hard_reset=hard_reset, steps=T))
+            graph, tgt, calib=x_cal, allow_hard_reset=hard_reset, steps=T,
+            lava_compatible=True))
         report["quantization"] = qreport.to_dict()
         steps.warnings.extend(report["quantization"].get("warnings", []))
     from .passes.legalize import legalize

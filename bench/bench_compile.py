@@ -1,0 +1,84 @@
+"""Benchmark: compile a VGG11 with 64×64 RGB inputs (zoo ``vgg11``, 100 classes, BNTT, random
+weights from a fixed seed) for ``loihi2`` and report the wall-clock seconds of each compile
+step (goal: the whole compile in ≤ 10 s on this 2-core machine).
+
+The checkpoint is written once to a temporary folder (not timed); the compile then runs
+``--repeat`` times (default 3) and the best total is reported, with the steps of that run.
+Also records the load average before and after, because timings depend on what else runs.
+Run: ``.venv/bin/python bench/bench_compile.py [--json bench/results/compile.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from neurodeploy.compile import compile_model
+from neurodeploy.models.checkpoint import save_checkpoint
+from neurodeploy.models.zoo import build_model, count_parameters, default_config
+
+GOAL_SECONDS = 10.0
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover - not on every platform
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--target", default="loihi2")
+    ap.add_argument("--size", type=int, default=64, help="input height and width (pixels)")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    config = default_config("vgg11", in_shape=(3, args.size, args.size), num_classes=100)
+    load_before = _load()
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(tmp) / "vgg11.pt"
+        save_checkpoint(ckpt, build_model(config), config)
+        for i in range(args.repeat):
+            out = Path(tmp) / f"out{i}"
+            t0 = time.perf_counter()
+            doc = compile_model(ckpt, args.target, out)
+            total = time.perf_counter() - t0
+            runs.append({"seconds": round(total, 3), "steps": doc["steps"],
+                         "cores_used": doc["cores_used"], "chips_used": doc["chips_used"],
+                         "model_ir_bytes": (out / "model.ir.h5").stat().st_size,
+                         "mapping_json_bytes": (out / "mapping.json").stat().st_size})
+            print(json.dumps(runs[-1]), flush=True)
+            shutil.rmtree(out)
+    best = min(runs, key=lambda r: r["seconds"])
+    result = {
+        "model": f"zoo vgg11, 3x{args.size}x{args.size}, 100 classes, BNTT, random weights",
+        "parameters": count_parameters(config), "target": args.target,
+        "best_seconds": best["seconds"], "best_run": best,
+        "all_seconds": [r["seconds"] for r in runs], "goal_seconds": GOAL_SECONDS,
+        "meets_goal": best["seconds"] <= GOAL_SECONDS,
+        "load_before": load_before, "load_after": _load(),
+        "machine": {"python": sys.version.split()[0], "torch": torch.__version__,
+                    "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+                    "platform": platform.platform()},
+    }
+    print(json.dumps({k: v for k, v in result.items() if k != "best_run"}, indent=1))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
