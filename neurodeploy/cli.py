@@ -8,6 +8,8 @@ behind; any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -228,9 +230,37 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--hard-reset", action="store_true",
                       help="turn soft-reset neurons into Lava's hard reset (for targets "
                            "without programmable neurons and for netx files)")
+    cmp_.add_argument("--bntt", default="fold", choices=("fold", "schedule"),
+                      help="BNTT layers: fold time-averaged statistics into the synapses "
+                           "(default; any target) or keep the exact per-step schedule as "
+                           "custom neurons (targets with programmable neurons)")
     cmp_.add_argument("--overwrite", action="store_true", help="replace a previous compile")
     cmp_.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     cmp_.set_defaults(func=cmd_compile)
+
+    ver = sub.add_parser(
+        "verify", help="compare float, quantized, hw_sim and Lava on test data",
+        description="Run a compile folder's stages on the same test samples: accuracy per\n"
+                    "stage, per-layer spike agreement, the first layer where stages diverge.\n"
+                    "Exit status 1 when the fixed-point stages (quantized, hw_sim, Lava)\n"
+                    "disagree, 2 on bad input.",
+        epilog="examples:\n  neurodeploy verify c1 --data mnist5k --samples 200\n"
+               "  neurodeploy verify c1 --lava-samples 0 --out verify.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ver.add_argument("dir", metavar="DIR", help="a neurodeploy compile output folder")
+    ver.add_argument("--data", default=None, metavar="DATA",
+                     help="test data (test split): digits, mnist5k, .npz, image or idx folder "
+                          "(default: the dataset the model was trained on, when recorded)")
+    ver.add_argument("--samples", type=int, default=100, metavar="N")
+    ver.add_argument("--lava-samples", type=int, default=4, metavar="K",
+                     help="samples also run on Lava (slow: seconds each); 0 skips Lava")
+    ver.add_argument("--backends", default="float,quantized,hw_sim,lava", metavar="STAGES",
+                     help="stages to run, comma separated")
+    ver.add_argument("--out", default=None, metavar="FILE.json",
+                     help="also write the full result as JSON")
+    ver.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    ver.set_defaults(func=cmd_verify)
 
     tgt = sub.add_parser(
         "targets", help="list the hardware targets (or show one in full)",
@@ -439,8 +469,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     model_path, _ = _resolve_model(args.model)
     doc = compile_model(model_path, args.target, args.out, calib=args.calib,
                         calib_samples=args.calib_samples, timesteps=args.timesteps,
-                        hard_reset=args.hard_reset, overwrite=args.overwrite,
-                        log=lambda message: _say(args, message))
+                        hard_reset=args.hard_reset, bntt=args.bntt,
+                        overwrite=args.overwrite, log=lambda message: _say(args, message))
     print(f"{args.model} -> {doc['target']}: {doc['cores_used']} cores on "
           f"{doc['chips_used']} chip(s), {len(doc['layers'])} neuron layers, "
           f"{doc['seconds']:.2f} s")
@@ -450,6 +480,26 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(f"  warning: {warning}")
     print(f"saved {args.out}/" + ", ".join(doc["files"]))
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """``neurodeploy verify``: stage-by-stage comparison (see :mod:`neurodeploy.verify`)."""
+    from .outdir import jsonable
+    from .verify import exit_code, format_table, verify
+
+    if args.out is not None and Path(args.out).is_dir():
+        raise NeurodeployError(f"--out {args.out} is a folder; give a .json file path")
+    result = verify(args.dir, args.data, args.samples, lava_samples=args.lava_samples,
+                    backends=[b.strip() for b in args.backends.split(",") if b.strip()],
+                    log=lambda message: _say(args, message))
+    print(format_table(result))
+    if args.out is not None:
+        out = Path(args.out)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(jsonable(result), indent=1, allow_nan=False) + "\n")
+        os.replace(tmp, out)
+        print(f"saved {out}")
+    return exit_code(result)
 
 
 def cmd_targets(args: argparse.Namespace) -> int:

@@ -60,7 +60,10 @@ class _Steps:
         return out
 
 
-def _calibration(calib: str | None, samples: int, in_shape: tuple[int, ...]) -> np.ndarray | None:
+def calibration_samples(calib: str | None, samples: int, in_shape: tuple[int, ...]
+                        ) -> np.ndarray | None:
+    """``samples`` float samples ``(N, *in_shape)`` of the training split of dataset ``calib``
+    (None without one); the shape must be the model's."""
     if calib is None:
         return None
     from .models.data import load_dataset, subset
@@ -73,10 +76,56 @@ def _calibration(calib: str | None, samples: int, in_shape: tuple[int, ...]) -> 
     return data.x.numpy().astype(np.float64)
 
 
+BNTT_MODES = ("fold", "schedule")
+
+
+def fixed_point(graph: Graph, target: Any, *, calib: np.ndarray | None = None,
+                steps: int | None = None, hard_reset: bool = False, bntt: str = "fold",
+                bntt_statistic: str = "mean",
+                run: Callable[[str, Callable[[], Any]], Any] | None = None
+                ) -> tuple[Graph, dict[str, Any], list[str]]:
+    """Compile steps 2–4 on a float ``graph``: fold BNTT (``bntt="fold"``) or keep it as
+    per-step ``QCubaBNTT`` neurons (``"schedule"``, targets with programmable neurons), fold
+    BatchNorm, quantize for ``target`` (Lava-compatible: conv exponents >= 0).
+
+    ``run(name, fn)`` runs each step (compile times and validates them); ``calib`` is float
+    calibration samples ``(N, *input_shape)``. Returns ``(fixed graph, report, warnings)``
+    with the report's ``bntt`` and ``quantization`` entries.
+    """
+    if bntt not in BNTT_MODES:
+        raise NeurodeployError(f"bntt must be one of {', '.join(BNTT_MODES)}, got {bntt!r}")
+    run = run or (lambda name, fn: fn())
+    report: dict[str, Any] = {}
+    warnings: list[str] = []
+    has_bntt = any(isinstance(n, BNTT) for n in graph.nodes.values())
+    if has_bntt and bntt == "fold":
+        from .passes.bntt import fold_bntt
+
+        graph, bntt_report = run("fold_bntt", lambda: fold_bntt(graph,
+                                                                statistic=bntt_statistic))
+        report["bntt"] = bntt_report.to_dict()
+        warnings.append("BNTT folded into time-averaged batch norm (per-step statistics are "
+                        "lost; see bntt in compile.json for the deviation per layer; "
+                        "--bntt schedule keeps them on targets with programmable neurons)")
+    if any(isinstance(n, BatchNorm) for n in graph.nodes.values()):
+        from .passes.fold_bn import fold_batchnorm
+
+        graph = run("fold_bn", lambda: fold_batchnorm(graph))
+    from .passes.quantize import quantize
+
+    extra = {"bntt": "schedule"} if has_bntt and bntt == "schedule" else {}
+    graph, qreport = run("quantize", lambda: quantize(
+        graph, target, calib=calib, allow_hard_reset=hard_reset, steps=steps,
+        lava_compatible=True, **extra))
+    report["quantization"] = qreport.to_dict()
+    warnings.extend(report["quantization"].get("warnings", []))
+    return graph, report, warnings
+
+
 def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | Path, *,
                   calib: str | None = None, calib_samples: int = 64,
                   timesteps: int | None = None, hard_reset: bool = False,
-                  bntt_statistic: str = "mean", overwrite: bool = False,
+                  bntt: str = "fold", bntt_statistic: str = "mean", overwrite: bool = False,
                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Compile ``model`` for ``target`` into ``out_dir`` (see the module docstring).
 
@@ -91,6 +140,8 @@ def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | 
         timesteps: time steps per inference (default: the model's ``timesteps`` metadata).
         hard_reset: turn reset-by-subtraction neurons into Lava's hard reset (with a warning),
             so targets without programmable neurons and netx files can run them.
+        bntt: ``"fold"`` (time-averaged statistics folded into the synapses) or
+            ``"schedule"`` (exact per-step gain/bias neurons; programmable-neuron targets).
         bntt_statistic: ``"mean"`` or ``"median"`` over time for BNTT folding.
 
     Returns the ``compile.json`` document.
@@ -109,39 +160,26 @@ def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | 
     steps = _Steps(log)
     t_start = time.perf_counter()
     graph = steps.run("load", lambda: model if isinstance(model, Graph) else load_model(model))
-    source = str(model) if not isinstance(model, Graph) else graph.metadata.get("source", "graph")
+    source = str(Path(model).resolve()) if not isinstance(model, Graph) \
+        else graph.metadata.get("source", "graph")
     report: dict[str, Any] = {}
     if graph.stage == "float":
         shape = graph.shapes[graph.inputs[0]]
-        x_cal = _calibration(calib, calib_samples, tuple(shape))
+        x_cal = calibration_samples(calib, calib_samples, tuple(shape))
         T = int(timesteps or graph.metadata.get("timesteps") or 0) or None
-        if any(isinstance(n, BNTT) for n in graph.nodes.values()):
-            from .passes.bntt import bntt_accuracy_change, fold_bntt
+        if x_cal is not None and T is not None and bntt == "fold" and any(
+                isinstance(n, BNTT) for n in graph.nodes.values()):
+            from .models.data import load_dataset, subset
+            from .passes.bntt import bntt_accuracy_change
 
-            if x_cal is not None and T is not None:
-                from .models.data import load_dataset, subset
-
-                data = subset(load_dataset(calib, split="test"), calib_samples)
-                change = bntt_accuracy_change(graph, data.x.numpy(), data.y.numpy(), T,
-                                              statistic=bntt_statistic)
-                report["bntt_accuracy_change"] = change
-            graph, bntt_report = steps.run("fold_bntt",
-                                           lambda: fold_bntt(graph, statistic=bntt_statistic))
-            report["bntt"] = bntt_report.to_dict()
-            steps.warnings.append(
-                "BNTT folded into time-averaged batch norm (per-step statistics are lost; see "
-                "bntt in compile.json for the deviation per layer)")
-        if any(isinstance(n, BatchNorm) for n in graph.nodes.values()):
-            from .passes.fold_bn import fold_batchnorm
-
-            graph = steps.run("fold_bn", lambda: fold_batchnorm(graph))
-        from .passes.quantize import quantize
-
-        graph, qreport = steps.run("quantize", lambda: quantize(
-            graph, tgt, calib=x_cal, allow_hard_reset=hard_reset, steps=T,
-            lava_compatible=True))
-        report["quantization"] = qreport.to_dict()
-        steps.warnings.extend(report["quantization"].get("warnings", []))
+            data = subset(load_dataset(calib, split="test"), calib_samples)
+            report["bntt_accuracy_change"] = bntt_accuracy_change(
+                graph, data.x.numpy(), data.y.numpy(), T, statistic=bntt_statistic)
+        graph, fp_report, fp_warnings = fixed_point(
+            graph, tgt, calib=x_cal, steps=T, hard_reset=hard_reset, bntt=bntt,
+            bntt_statistic=bntt_statistic, run=steps.run)
+        report.update(fp_report)
+        steps.warnings.extend(fp_warnings)
     from .passes.legalize import legalize
 
     graph = steps.run("legalize", lambda: legalize(graph))
@@ -171,9 +209,10 @@ def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | 
     doc: dict[str, Any] = {
         "format": FORMAT, "version": VERSION, "neurodeploy": __version__, "model": source,
         "target": tgt.name, "target_path": str(tgt.path),
-        "timesteps": graph.metadata.get("timesteps", timesteps),
+        "timesteps": timesteps or graph.metadata.get("timesteps"),
         "options": {"calib": calib, "calib_samples": calib_samples, "timesteps": timesteps,
-                    "hard_reset": hard_reset, "bntt_statistic": bntt_statistic},
+                    "hard_reset": hard_reset, "bntt": bntt, "bntt_statistic": bntt_statistic,
+                    "lava_compatible": True},
         "cores_used": mapping.cores_used, "chips_used": mapping.chips_used,
         "layers": graph.neurons, **report,
     }
