@@ -2,7 +2,9 @@
 torch over batch and neurons (CPU or CUDA), streaming over time steps.
 
 It reproduces Lava's ``fixed_pt`` process models (``PyLifModelBitAcc``, ``PyLifResetModelBitAcc``,
-``PyDenseModelBitAcc``, ``PyDelayDenseModelBitAcc``, ``PyConvModelFixed``) bit for bit,
+``PyDenseModelBitAcc``, ``PyDelayDenseModelBitAcc``, ``PyConvModelFixed``) and neurodeploy's own
+neuron kinds (soft reset; ``QCubaBNTT``'s per-step gain/bias schedule, as the ``CubaBNTT``
+process of ``neurodeploy.backends.lava_neurons`` computes it) bit for bit,
 including their corner cases: the 24-bit wrap of u is Lava's single conditional wrap, the int32
 arithmetic of Lava's numpy code is emulated where a layer can reach it, conv outputs wrap to 24
 bits, the weight exponent shifts the *summed* input with floor semantics, and every synapse
@@ -35,6 +37,7 @@ from neurodeploy.ir import (
     Input,
     Node,
     QConv2d,
+    QCubaBNTT,
     QCubaLIF,
     QDense,
     QSumPool2d,
@@ -52,7 +55,8 @@ FLOAT32_EXACT = 1 << 24
 FLOAT64_EXACT = 1 << 53
 INT32_SAFE_ACTIVATION = (1 << 24)  # |a| below this: a << 6 plus a 24-bit u never leaves int32
 
-SUPPORTED_NODES = (Input, QCubaLIF, QDense, QConv2d, QSumPool2d, Flatten, Add, Concat)
+SUPPORTED_NODES = (Input, QCubaLIF, QCubaBNTT, QDense, QConv2d, QSumPool2d, Flatten, Add,
+                   Concat)
 
 
 def _wrap32(x: torch.Tensor) -> torch.Tensor:
@@ -143,7 +147,8 @@ class StepObserver(Protocol):
     ``neuron_step(name, t, s, u, v, a)``: a neuron layer after its update at step ``t``:
     ``s`` its output spikes ``(B, *shape)`` (0/1 floats), ``u``/``v`` its state after the
     update, ``a`` the synaptic input it integrated this step (a tensor, or the int 0 when no
-    synapse delivered anything). Tensors are the engine's own: read, never modify them.
+    synapse delivered anything; for a ``QCubaBNTT`` layer the input after its gain).
+    Tensors are the engine's own: read, never modify them.
     """
 
     def input_step(self, name: str, t: int, events: torch.Tensor) -> None: ...
@@ -324,7 +329,16 @@ class Engine:
                 continue
             shape = self.shapes[name]
             preds = g.predecessors(name)
-            bias = torch.as_tensor(np.broadcast_to(node.bias, shape).astype(np.int64), device=dev)
+            sched = None
+            if isinstance(node, QCubaBNTT):
+                if input_mode == "bias" and in_name in preds:
+                    raise UnsupportedError(
+                        f"{name} (QCubaBNTT): input mode 'bias' would replace its per-step bias "
+                        "schedule; feed it with input mode 'spikes'")
+                bias = torch.zeros(shape, dtype=torch.int64, device=dev)  # bias: per step
+            else:
+                bias = torch.as_tensor(np.broadcast_to(node.bias, shape).astype(np.int64),
+                                       device=dev)
             if input_mode == "bias" and in_name in preds:
                 bias = torch.as_tensor(x, device=dev)  # (B, *shape) bias mantissas
             eff_bias = _shift(bias, node.bias_exp)
@@ -338,6 +352,9 @@ class Engine:
             if reset_interval is not None:
                 k = reset_phase(self.depth[name], reset_interval, reset_offset)
             emulate32 = a_bound >= INT32_SAFE_ACTIVATION
+            if isinstance(node, QCubaBNTT):
+                sched, a_bound, emulate32 = self._bntt_schedule(node, shape, self.depth[name],
+                                                                a_bound)
             state_dtype = torch.int64 if emulate32 else torch.float64
             # Static bounds decide whether the wrap of u and the saturation of v can trigger.
             if node.current_decay == 0:
@@ -347,6 +364,8 @@ class Engine:
             wrap_u = u_bound >= M24
             u_max = float(M24) if wrap_u else u_bound
             b_max = float(eff_bias.abs().max()) if eff_bias.numel() else 0.0
+            if sched is not None:  # the largest per-step bias
+                b_max = float(sched["bias"].abs().max()) if sched["bias"].numel() else 0.0
             if node.voltage_decay == 0:
                 v_bound = float("inf") if (u_max or b_max) else 0.0
             else:
@@ -364,7 +383,11 @@ class Engine:
                 reset_phase=k,
                 subtract=node.reset == "subtract",
                 zeros=torch.zeros((batch, *shape), dtype=state_dtype, device=dev),
+                sched=sched,
             )
+            if sched is not None:  # schedule tables in the state's dtype
+                sched["gain"] = sched["gain"].to(state_dtype)
+                sched["bias"] = sched["bias"].to(state_dtype)
         # Synapse buffers (what each synapse delivers this step).
         buffers: dict[str, torch.Tensor | int] = {n: 0 for n in self.synapses}
         rings: dict[str, torch.Tensor] = {}
@@ -406,6 +429,8 @@ class Engine:
                     if reset_interval is not None and tau % reset_interval == st["reset_phase"]:
                         st["u"] = torch.zeros_like(st["u"])
                         st["v"] = torch.zeros_like(st["v"])
+                    if st["sched"] is not None:  # QCubaBNTT: this step's gain and bias rows
+                        a = self._bntt_gain(st, a, t)
                     step = self._neuron_step_int if st["emulate32"] else self._neuron_step
                     s_out = step(st, a)
                     values[name] = s_out
@@ -495,6 +520,51 @@ class Engine:
         if syn.needs_wrap24:  # Lava's signed_clamp(x, 24) is a modular wrap
             acc = torch.remainder(acc.double() + M24, float(1 << 24)) - M24
         return acc
+
+    def _bntt_schedule(self, node: QCubaBNTT, shape: tuple[int, ...], depth: int,
+                       a_bound: float) -> tuple[dict, float, bool]:
+        """Schedule tables of a QCubaBNTT layer and the bounds of its gained input.
+
+        Returns ``(sched, a_bound, emulate32)``: ``sched`` holds the ``(T, C, 1, ...)`` gain
+        mantissas and shifted bias rows (broadcasting over the neuron shape), the phase
+        (pipeline depth); ``a_bound`` bounds the gained input ``|a'|`` (saturated at 2**23);
+        ``emulate32`` selects the int64 step with Lava's int32 overflow, needed once
+        ``a' * 2**6`` can leave the 24-bit range (u can then leave it too) or once
+        ``a * gain`` can leave float64's exact integers."""
+        per_channel = (node.gain.shape[1],) + (1,) * (len(shape) - 1)
+        steps = node.gain.shape[0]
+        gain = node.gain.astype(np.int64).reshape(steps, *per_channel)
+        bias = (node.bias.astype(np.int64) << node.bias_exp).reshape(steps, *per_channel)
+        g_max = float(np.abs(gain).max(initial=0))
+        raw = a_bound * g_max
+        gained = min(raw / 2.0 ** node.gain_exp, float(M24))
+        sched = dict(
+            gain=torch.as_tensor(gain, device=self.device),
+            bias=torch.as_tensor(bias, device=self.device),
+            gain_exp=int(node.gain_exp), phase=int(depth), steps=int(steps),
+        )
+        return sched, gained, gained * 64 >= M24 or raw >= FLOAT64_EXACT
+
+    @staticmethod
+    def _bntt_gain(st: dict, a, t: int):
+        """QCubaBNTT at step ``t``: set this step's bias row and return the gained input
+        ``a' = clip(rtz(a * gain[k], gain_exp), -2**23, 2**23 - 1)``, ``k = (t - depth) mod T``
+        (exact: int64, or float64 below 2**53)."""
+        sched = st["sched"]
+        k = (t - sched["phase"]) % sched["steps"]
+        st["bias"] = sched["bias"][k]
+        if not torch.is_tensor(a):
+            if not a:
+                return 0
+            a = torch.full((1,), float(a), dtype=torch.float64, device=st["u"].device)
+        g = sched["gain"][k]
+        e = sched["gain_exp"]
+        if st["emulate32"]:
+            prod = a.to(torch.int64) * g
+            out = torch.div(prod, 1 << e, rounding_mode="trunc") if e else prod
+        else:
+            out = (a.to(torch.float64) * g).mul_(1.0 / (1 << e)).trunc_()
+        return out.clamp_(-M24, M24 - 1)
 
     @staticmethod
     def _neuron_step(st: dict, a) -> torch.Tensor:

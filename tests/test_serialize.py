@@ -33,6 +33,7 @@ from neurodeploy.ir import (
     Input,
     Linear,
     QConv2d,
+    QCubaBNTT,
     QCubaLIF,
     QDense,
     QResonateFire,
@@ -67,6 +68,9 @@ def _every_node_graph() -> Graph:
         "qcuba": QCubaLIF(threshold=100, current_decay=1024, voltage_decay=256,
                           bias=r.integers(-50, 50, (2, 2, 2)), bias_exp=3, reset="subtract",
                           refractory=1, num_message_bits=3),
+        "qbntt": QCubaBNTT(threshold=90, current_decay=2048, voltage_decay=100,
+                           bias=r.integers(-50, 50, (3, 2)), bias_exp=2, reset="subtract",
+                           gain=r.integers(-3000, 3000, (3, 2)), gain_exp=11),
         "qpool": QSumPool2d(kernel_size=1, stride=1, weight=3, weight_exp=-1),
         "cat": Concat(axis=0),
         "add": Add(),
@@ -97,7 +101,8 @@ def _every_node_graph() -> Graph:
         ("input", "conv"), ("conv", "bn"), ("bn", "bntt"), ("bntt", "lif"), ("lif", "avg"),
         ("avg", "sum"), ("sum", "relu"), ("relu", "qconv"), ("qconv", "qcuba"),
         ("qcuba", "qpool"), ("relu", "cat"), ("qpool", "cat"), ("qcuba", "add"),
-        ("relu", "add"), ("cat", "flat"), ("flat", "aff"), ("flat", "lin"), ("lin", "add2"),
+        ("relu", "add"), ("qconv", "qbntt"), ("cat", "flat"), ("flat", "aff"), ("flat", "lin"),
+        ("lin", "add2"),
         ("aff", "add2"), ("add2", "cuba"), ("cuba", "if_"), ("if_", "acc"), ("acc", "qdense"),
         ("qdense", "sigma"), ("sigma", "qdense2"), ("qdense2", "rf"), ("rf", "mean"),
     ]
@@ -166,6 +171,7 @@ def test_round_trip_every_node_type(tmp_path: Path) -> None:
     assert back.nodes["lif"].v_reset is None and back.nodes["cuba"].w_in is not None
     assert back.nodes["if_"].bias_rec is None and back.nodes["if_"].weight_rec.shape == (6, 6)
     assert back.nodes["qconv"].stride == (1, 1)
+    assert back.nodes["qbntt"].gain.shape == (3, 2) and back.nodes["qbntt"].gain_exp == 11
     assert back.nodes["rf"].neuron_params[1] == ("period", 12)
     assert _same_metadata(back.metadata, graph.metadata)
     assert back.shapes == graph.shapes

@@ -8,6 +8,10 @@ element for element.
 Lava processes use netx's ``(W, H, C)`` order (the IR's ``(C, H, W)`` reversed); vectors stay
 ``(N,)``. Lava is imported lazily: importing this module works without it, and :func:`run`
 raises :class:`~neurodeploy.errors.MissingExtraError` when it is missing.
+
+Neuron kinds Lava's LIF lacks run as neurodeploy's custom processes
+(:mod:`neurodeploy.backends.lava_neurons`): ``QCubaLIF(reset="subtract")`` as ``LIFSoftReset``,
+``QCubaBNTT`` as ``CubaBNTT`` (schedule phase = the layer's pipeline depth).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from ..ir.nodes import (
     Flatten,
     Input,
     QConv2d,
+    QCubaBNTT,
     QCubaLIF,
     QDense,
     QSumPool2d,
@@ -43,8 +48,8 @@ from ..simulation import (
 )
 
 #: Node types this backend can build.
-SUPPORTED_NODES = ("Input", "QCubaLIF", "QDense", "QConv2d", "QSumPool2d", "Flatten", "Add",
-                   "Concat")
+SUPPORTED_NODES = ("Input", "QCubaLIF", "QCubaBNTT", "QDense", "QConv2d", "QSumPool2d",
+                   "Flatten", "Add", "Concat")
 
 #: Largest delay DelayDense is built for (Loihi 2: 6 bits; IR delays lie in [0, 62]).
 MAX_DELAY = 62
@@ -159,7 +164,7 @@ def _check_supported(graph: Graph) -> None:
                 f"{name} ({node.type_name}): weight_exp={node.weight_exp} < 0 cannot be run by "
                 "Lava's fixed_pt Conv model, which has no weight exponent"
             )
-        if isinstance(node, QCubaLIF) and node.bias.size:
+        if type(node) is QCubaLIF and node.bias.size:  # CubaBNTT keeps int32 bias mantissas
             lo, hi = _BIAS_MANT_RANGE
             if node.bias.min() < lo or node.bias.max() > hi:
                 raise UnsupportedError(
@@ -296,6 +301,8 @@ class _Builder:
 
     def _neuron(self, name: str, node: QCubaLIF) -> Any:
         shape = self.shapes[name]
+        if isinstance(node, QCubaBNTT):  # neurodeploy's per-step gain/bias neuron kind
+            return self._bntt_neuron(name, node)
         bias = np.broadcast_to(node.bias, shape)
         if self.input_mode == "bias" and self.graph.inputs[0] in self.graph.predecessors(name):
             bias = self.sample
@@ -322,6 +329,21 @@ class _Builder:
             reset_interval=k, reset_offset=reset_phase(self.depth[name], k, self.reset_offset),
             **kwargs,
         )
+
+    def _bntt_neuron(self, name: str, node: QCubaBNTT) -> Any:
+        """A ``CubaBNTT`` process (custom ``fixed_pt`` model) whose schedule phase is the
+        layer's pipeline depth, with the run's periodic reset staggered as for LIF."""
+        from .lava_neurons import bntt_params, cuba_bntt
+
+        if self.input_mode == "bias" and self.graph.inputs[0] in self.graph.predecessors(name):
+            raise UnsupportedError(
+                f"{name} (QCubaBNTT): input mode 'bias' would replace its per-step bias "
+                "schedule; feed it with input mode 'spikes'")
+        offset = (0 if self.reset_interval is None else
+                  reset_phase(self.depth[name], self.reset_interval, self.reset_offset))
+        params = bntt_params(node, self.shapes[name], phase=self.depth[name],
+                             reset_interval=self.reset_interval, reset_offset=offset)
+        return cuba_bntt(params, name=name)
 
     def _sign_mode(self, sign_mode: str) -> Any:
         modes = self.lava.weightutils.SignMode
@@ -454,7 +476,8 @@ class _Builder:
                 return []  # bias mode: the sample is the neuron's bias
             return [self.source.s_out]
         raise UnsupportedError(
-            f"{neuron} (QCubaLIF) receives input from {name} ({node.type_name}); "
+            f"{neuron} ({self.graph.nodes[neuron].type_name}) receives input from {name} "
+            f"({node.type_name}); "
             "neurons take input from synapses, Add or the Input node"
         )
 

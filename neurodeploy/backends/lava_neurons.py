@@ -24,10 +24,16 @@ first input the layer sees)::
 
     k  = (tau - 1 - phase) mod T                                   # schedule index
     a' = clip(rtz(a * g[k, c], gain_exp), -M, M-1)                 # gain, saturated to 24 bits
-    u  = wrap24(rtz(u * mu, 12) + a' * 2**6)
-    v  = clip(rtz(v * mv, 12) + u + b[k, c] * 2**bias_exp, -(M-1), M-1)
+    u  = wrap24(wrap32(rtz(u * mu, 12) + a' * 2**6))
+    v  = clip(wrap32(rtz(v * mv, 12) + u + b[k, c] * 2**bias_exp), -(M-1), M-1)
     s  = v > vth * 2**6
     v  = 0 where s            (reset="zero")   or   v - vth * 2**6 where s   (reset="subtract")
+
+``wrap32`` is the two's-complement overflow of the int32 sums in Lava's numpy model: a gained
+input near ``2**23`` makes ``a' * 2**6`` larger than the 24-bit range, so the single
+conditional wrap can leave u outside it and later sums can leave int32 (only for such inputs).
+This is the arithmetic of the IR node :class:`~neurodeploy.ir.QCubaBNTT` (``phase`` is its
+pipeline depth); hw_sim implements the same steps in torch.
 
 ``c`` is the neuron's channel: the first axis of an IR ``(C, H, W)`` shape (the last of Lava's
 ``(W, H, C)``); for a vector ``(N,)`` every neuron is its own channel (``C = N``). A float BNTT
@@ -55,13 +61,10 @@ from typing import Any
 import numpy as np
 
 from neurodeploy.errors import InvalidIRError
+from neurodeploy.ir.nodes import GAIN_EXP_MAX, GAIN_MANT_RANGE, VTH_MANT_MAX
 
 #: 2**23: the 24-bit state bound.
 M24 = 1 << 23
-#: Largest gain exponent (right shift of the gain product).
-GAIN_EXP_MAX = 24
-#: Gain mantissas are signed 16-bit.
-GAIN_MANT_RANGE = (-(1 << 15), (1 << 15) - 1)
 
 _LAZY = ("LIFSoftReset", "CubaBNTT", "PyLIFSoftResetModelFixed", "PyCubaBNTTModelFixed")
 _classes: SimpleNamespace | None = None
@@ -76,6 +79,11 @@ def _rtz(x: np.ndarray, k: int) -> np.ndarray:
     """``x / 2**k`` rounded toward zero, for int64 ``x`` and ``k >= 0``."""
     x = np.asarray(x, dtype=np.int64)
     return np.sign(x) * (np.abs(x) >> k)
+
+
+def _wrap32(x: np.ndarray) -> np.ndarray:
+    """Two's-complement wrap of int64 values into int32 (numpy int32 overflow)."""
+    return ((np.asarray(x, dtype=np.int64) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
 
 
 def _wrap24(x: np.ndarray) -> np.ndarray:
@@ -106,7 +114,7 @@ class BNTTNeuronParams:
         gain_exp: right shift of the gain product, in ``[0, 24]``.
         bias: ``(T, C)`` bias mantissas; ``|bias| * 2**bias_exp < 2**23``.
         bias_exp: bias exponent in ``[0, 7]``.
-        threshold: threshold mantissa ``vth`` in ``[0, 2**17)`` (compared as ``vth * 2**6``).
+        threshold: threshold mantissa ``vth`` in ``[0, 2**17]`` (compared as ``vth * 2**6``).
         current_decay, voltage_decay: 12-bit decays in ``[0, 4096]`` (``QCubaLIF`` meaning).
         reset: ``"zero"`` or ``"subtract"``.
         phase: pipeline depth of the layer in steps (schedule index 0 at Lava step
@@ -172,8 +180,8 @@ class BNTTNeuronParams:
             out.append(f"CubaBNTT bias_exp={self.bias_exp} outside [0, 7]")
         elif self.bias.size and np.abs(self.bias).max() * (1 << self.bias_exp) >= M24:
             out.append("CubaBNTT bias * 2**bias_exp exceeds the 24-bit voltage range")
-        if not 0 <= self.threshold < (1 << 17):
-            out.append(f"CubaBNTT threshold={self.threshold} outside [0, {1 << 17})")
+        if not 0 <= self.threshold <= VTH_MANT_MAX:
+            out.append(f"CubaBNTT threshold={self.threshold} outside [0, {VTH_MANT_MAX}]")
         for name in ("current_decay", "voltage_decay"):
             value = getattr(self, name)
             if not 0 <= value <= 4096:
@@ -193,6 +201,28 @@ class BNTTNeuronParams:
     def per_channel(self, row: np.ndarray) -> np.ndarray:
         """A ``(C,)`` row shaped to broadcast over ``(*batch, *shape)`` in IR order."""
         return row.reshape((self.channels,) + (1,) * (len(self.shape) - 1))
+
+
+def bntt_params(node: Any, shape: tuple[int, ...], *, phase: int = 0,
+                reset_interval: int | None = None, reset_offset: int = 0) -> BNTTNeuronParams:
+    """The :class:`BNTTNeuronParams` of an IR :class:`~neurodeploy.ir.QCubaBNTT` node.
+
+    Args:
+        node: the ``QCubaBNTT`` node.
+        shape: its neuron shape in IR order (``graph.shapes[name]``).
+        phase: its pipeline depth (``neurodeploy.simulation.pipeline_depths``).
+        reset_interval, reset_offset: optional periodic reset; ``reset_offset`` is the Lava
+            step phase (``tau % reset_interval``) at which u and v are zeroed.
+
+    Raises:
+        InvalidIRError: parameters out of range.
+    """
+    return BNTTNeuronParams(
+        shape=tuple(shape), gain=node.gain, gain_exp=node.gain_exp, bias=node.bias,
+        bias_exp=node.bias_exp, threshold=node.threshold, current_decay=node.current_decay,
+        voltage_decay=node.voltage_decay, reset=node.reset, phase=phase,
+        reset_interval=reset_interval, reset_offset=reset_offset,
+    )
 
 
 def bntt_init_state(params: BNTTNeuronParams, batch: tuple[int, ...] = ()) -> dict:
@@ -226,8 +256,8 @@ def bntt_neuron_step(state: dict, a: np.ndarray | int, t: int,
     g = params.per_channel(params.gain[k])
     b = params.per_channel(params.bias[k]) << params.bias_exp
     a2 = _gain(np.broadcast_to(np.asarray(a, dtype=np.int64), u.shape), g, params.gain_exp)
-    u = _wrap24(_rtz(u * (4096 - params.current_decay), 12) + (a2 << 6))
-    v = _rtz(v * (4096 - params.voltage_decay), 12) + u + b
+    u = _wrap24(_wrap32(_rtz(u * (4096 - params.current_decay), 12) + (a2 << 6)))
+    v = _wrap32(_rtz(v * (4096 - params.voltage_decay), 12) + u + b)
     v = np.clip(v, -(M24 - 1), M24 - 1)
     vth = params.threshold << 6
     s = v > vth

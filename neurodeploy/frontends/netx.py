@@ -41,6 +41,7 @@ from ..ir import (
     Input,
     Node,
     QConv2d,
+    QCubaBNTT,
     QCubaLIF,
     QDense,
     QResonateFire,
@@ -923,12 +924,19 @@ def _write_file(graph: Graph, handle: h5py.File) -> None:
 def write_netx(graph: Graph, path: str | Path) -> None:
     """Write a fixed-point IR graph as a lava-dl netx HDF5 file that netx rebuilds exactly.
 
-    Raises :class:`UnsupportedError` for nodes netx has no layer type for and for graphs that
+    Raises :class:`UnsupportedError` for nodes netx has no layer type for (``QCubaBNTT``
+    included: a per-step schedule is no netx neuron) and for graphs that
     are not a chain (except through ``Concat``), and :class:`QuantizationError` for weights netx
     cannot express exactly. Nothing is left at ``path`` on failure.
     """
     path = Path(path)
     graph.validate()
+    bntt = [name for name, node in graph.nodes.items() if isinstance(node, QCubaBNTT)]
+    if bntt:
+        raise UnsupportedError(
+            f"netx cannot hold the per-step gain/bias neurons (QCubaBNTT) of {', '.join(bntt)}: "
+            "lava-dl has no such neuron; keep the IR file (model.ir.h5, runnable on hw_sim and "
+            "the Lava backend) or fold BNTT into the synapses (--bntt fold) for a netx file")
     tmp = path.with_name(path.name + ".partial")
     try:
         with h5py.File(tmp, "w") as handle:

@@ -23,6 +23,7 @@ from .nodes import (
     Linear,
     Node,
     QConv2d,
+    QCubaBNTT,
     QCubaLIF,
     QDense,
     QResonateFire,
@@ -34,5 +35,5 @@ from .nodes import (
 __all__ = [
     "Graph", "Node", "NODE_TYPES", "MAX_ELEMENTS", "Input", "Flatten", "Add", "Concat", "Average",
     "Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d", "LIF", "CubaLIF", "IF", "I", "ReLU", "BatchNorm", "BNTT", "UPDATE_ORDERS",
-    "QDense", "QConv2d", "QSumPool2d", "QCubaLIF", "QSigmaDelta", "QResonateFire",
+    "QDense", "QConv2d", "QSumPool2d", "QCubaLIF", "QCubaBNTT", "QSigmaDelta", "QResonateFire",
 ]

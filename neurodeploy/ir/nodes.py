@@ -7,7 +7,9 @@ Two stages share one graph type:
   field-by-field copy;
 * **fixed** nodes (``QDense``, ``QConv2d``, ``QSumPool2d``, ``QCubaLIF``) carry the integer
   mantissas, exponents and bit widths that Loihi runs, with the semantics of Lava's bit-accurate
-  ``fixed_pt`` process models (see :class:`QCubaLIF` and ``docs/concepts.md``).
+  ``fixed_pt`` process models (see :class:`QCubaLIF` and ``docs/concepts.md``);
+  :class:`QCubaBNTT` (a ``QCubaLIF`` with a per-step gain/bias schedule) is a neurodeploy
+  neuron kind for programmable neurons.
 
 Structural nodes (``Input``, ``Flatten``, ``Add``, ``Concat``) belong to both stages.
 
@@ -41,6 +43,10 @@ DECAY_UNITY = 4096  # 12-bit decays: a decay of d multiplies the state by (4096 
 # dense layers without a neuron group is ``1 << 18 - 1`` == 2**17, so 2**17 is accepted too.
 VTH_MANT_MAX = 1 << 17
 BIAS_MANT_BITS = 13  # bias mantissa is 13-bit signed on Loihi
+#: Gain mantissas of :class:`QCubaBNTT` are signed 16-bit.
+GAIN_MANT_RANGE = (-(1 << 15), (1 << 15) - 1)
+#: Largest gain exponent of :class:`QCubaBNTT` (right shift of the gain product).
+GAIN_EXP_MAX = 24
 SIGN_MODES = ("mixed", "excitatory", "inhibitory")
 RESET_MODES = ("zero", "subtract")
 #: Discrete update orders of the seeds' LIF (reference/algorithms.md §2): A integrates then
@@ -900,6 +906,90 @@ class QCubaLIF(Node):
 
     def output_shape(self, in_shapes: list[Shape]) -> Shape:
         return in_shapes[0]
+
+
+@dataclass(frozen=True, eq=False)
+class QCubaBNTT(QCubaLIF):
+    """CUBA-LIF with a per-time-step, per-channel input gain and bias: Batch Normalization
+    Through Time in the neuron (a neurodeploy neuron kind for targets with programmable
+    neurons; lava-dl netx cannot hold it).
+
+    All :class:`QCubaLIF` fields keep their meaning except ``bias``, which here is the bias
+    *schedule*: ``(T, C)`` mantissas, one row per step. ``gain`` holds ``(T, C)`` signed
+    16-bit gain mantissas and ``gain_exp`` the right shift of the gain product (``[0, 24]``).
+    ``C`` is the neuron's channel count: the first axis of a ``(C, H, W)`` shape; for a vector
+    ``(N,)`` every neuron is its own channel (``C = N``). At step ``t`` (0-based simulation
+    step) a layer at pipeline depth ``d`` (synapses between it and the input, see
+    ``neurodeploy.simulation.pipeline_depths``) uses schedule row ``k = (t - d) mod T``, so row
+    0 meets the first input the layer sees. With ``a`` the synaptic input, ``M = 2**23``,
+    ``rtz(x, k)`` a right shift rounding toward zero and ``c`` the neuron's channel::
+
+        a' = clip(rtz(a * gain[k, c], gain_exp), -M, M - 1)          # gain, saturated
+        u  = wrap24(rtz(u * (4096 - current_decay), 12) + a' * 2**6)
+        v  = clip(rtz(v * (4096 - voltage_decay), 12) + u + bias[k, c] * 2**bias_exp,
+                  -(M-1), M-1)
+        s  = v > threshold * 2**6;  then reset as QCubaLIF (``"zero"`` or ``"subtract"``)
+
+    (sums in int32 as Lava's numpy model computes them). The reference implementation is
+    ``neurodeploy.backends.lava_neurons.bntt_neuron_step``; hw_sim and the Lava backend's
+    ``CubaBNTT`` process run it bit-exactly. Output spikes are binary
+    (``num_message_bits = 0``). The periodic ``reset_interval`` of a run applies as for
+    :class:`QCubaLIF`. Being a ``QCubaLIF`` subclass, it is a neuron wherever one is asked
+    for; code that builds Lava's own LIF or netx layers must treat it separately.
+    """
+
+    bias: np.ndarray = None  # type: ignore[assignment]
+    gain: np.ndarray = None  # type: ignore[assignment]
+    gain_exp: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("bias", "gain"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.zeros((0, 0), dtype=np.int64))
+        super().__post_init__()
+        object.__setattr__(self, "gain", _array(self.gain, np.int64))
+        object.__setattr__(self, "gain_exp", int(self.gain_exp))
+
+    @property
+    def timesteps(self) -> int:
+        """Schedule length ``T``."""
+        return int(self.gain.shape[0]) if self.gain.ndim == 2 else 0
+
+    def schedule_index(self, t: int, depth: int) -> int:
+        """Schedule row used at 0-based step ``t`` by a layer at pipeline depth ``depth``."""
+        return (int(t) - int(depth)) % self.timesteps
+
+    def check(self) -> list[str]:
+        problems = super().check()
+        shapes_ok = True
+        for name in ("gain", "bias"):
+            value = getattr(self, name)
+            if value.ndim != 2 or value.shape[0] < 1 or value.shape[1] < 1:
+                problems.append(f"{name} schedule has shape {value.shape}; expected (T, C) with "
+                                "T >= 1 steps and C >= 1 channels")
+                shapes_ok = False
+        if shapes_ok and self.gain.shape != self.bias.shape:
+            problems.append(f"gain schedule shape {self.gain.shape} != bias schedule shape "
+                            f"{self.bias.shape}")
+        lo, hi = GAIN_MANT_RANGE
+        if self.gain.size and (self.gain.min() < lo or self.gain.max() > hi):
+            problems.append(f"gain mantissas span [{self.gain.min()}, {self.gain.max()}], "
+                            f"outside signed 16-bit [{lo}, {hi}]")
+        if not 0 <= self.gain_exp <= GAIN_EXP_MAX:
+            problems.append(f"gain_exp={self.gain_exp} outside [0, {GAIN_EXP_MAX}]")
+        if self.num_message_bits:
+            problems.append(f"num_message_bits={self.num_message_bits}: QCubaBNTT sends binary "
+                            "spikes only (0)")
+        return problems
+
+    def check_inputs(self, in_shapes: list[Shape]) -> list[str]:
+        shape = tuple(in_shapes[0])
+        if len(shape) not in (1, 3):
+            return [f"neuron shape {shape} must be (N,) or (C, H, W)"]
+        if self.gain.ndim == 2 and self.gain.shape[1] != shape[0]:
+            return [f"schedule has {self.gain.shape[1]} channels, neuron shape {shape} has "
+                    f"{shape[0]}"]
+        return []
 
 
 @dataclass(frozen=True, eq=False)

@@ -176,6 +176,19 @@ def _decode_array(body: Any, fail: Any, where: str) -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 
 
+def _compact(arr: np.ndarray) -> np.ndarray:
+    """Integer arrays in the narrowest signed type that holds their values (lossless; nodes
+    cast them back on load): fixed-point weights are 8-bit, not 64-bit, on disk."""
+    if arr.dtype.kind not in "iu" or arr.size == 0:
+        return arr
+    lo, hi = int(arr.min()), int(arr.max())
+    for dtype in (np.int8, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return arr.astype(dtype)
+    return arr
+
+
 def _write_node(group: h5py.Group, name: str, node: Node, index: int) -> None:
     sub = group.create_group(name)
     sub.attrs["type"] = node.type_name
@@ -184,7 +197,7 @@ def _write_node(group: h5py.Group, name: str, node: Node, index: int) -> None:
         value = getattr(node, field)
         if kind in (_ARRAY, _OPT_ARRAY):
             if value is not None:
-                sub.create_dataset(field, data=np.asarray(value))
+                sub.create_dataset(field, data=_compact(np.asarray(value)))
         elif kind == _INT:
             sub.attrs[field] = np.int64(value)
         elif kind == _FLOAT:

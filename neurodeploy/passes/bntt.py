@@ -1,13 +1,22 @@
-"""Deploy Batch Normalization Through Time (BNTT) by folding it into a time-invariant BatchNorm.
+"""Deploy Batch Normalization Through Time (BNTT): fold it into a time-invariant BatchNorm, or
+split it into a per-step schedule for a programmable neuron.
 
 A :class:`~neurodeploy.ir.BNTT` node applies a different per-channel affine at every time step
-(``y = scale[t]·x + shift[t]``, tables of shape ``(T, C)``). Loihi's synapses are the same at
-every step, so :func:`fold_bntt` replaces each BNTT by one :class:`~neurodeploy.ir.BatchNorm`
-whose ``scale``/``shift`` are the mean (or median) of the tables over ``t``; the usual
-:func:`~neurodeploy.passes.fold_bn.fold_batchnorm` then moves it into the synapse before it.
-This is exact when every step has the same statistics and an approximation otherwise: the report
-says per layer how far the steps are from the folded value, and :func:`bntt_accuracy_change`
-measures what it costs in accuracy (float simulation before and after).
+(``y = scale[t]·x + shift[t]``, tables of shape ``(T, C)``). Two ways to deploy it:
+
+* **fold** (any target): Loihi's synapses are the same at every step, so :func:`fold_bntt`
+  replaces each BNTT by one :class:`~neurodeploy.ir.BatchNorm` whose ``scale``/``shift`` are the
+  mean (or median) of the tables over ``t``; the usual
+  :func:`~neurodeploy.passes.fold_bn.fold_batchnorm` then moves it into the synapse before it.
+  This is exact when every step has the same statistics and an approximation otherwise: the
+  report says per layer how far the steps are from the folded value, and
+  :func:`bntt_accuracy_change` measures what it costs in accuracy (float simulation before and
+  after).
+* **schedule** (targets with programmable neurons): :func:`split_bntt` moves a per-channel
+  reference factor ``r[c] = max_t |scale[t, c]|`` into the synapse before the BNTT and keeps the
+  rest as a :class:`BNTTSchedule` (gain ``scale[t]/r`` in ``[-1, 1]`` and a per-step bias
+  current); ``passes.quantize.quantize(..., bntt="schedule")`` turns it into the exact per-step
+  gain/bias neuron :class:`~neurodeploy.ir.QCubaBNTT`.
 """
 
 from __future__ import annotations
@@ -17,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import NeurodeployError
-from ..ir import BNTT, BatchNorm, Graph
+from ..errors import NeurodeployError, UnsupportedError
+from ..ir import BNTT, IF, LIF, Affine, BatchNorm, Conv2d, CubaLIF, Graph, I, Linear
 
 #: Statistics a BNTT table can be reduced to.
 STATISTICS = ("mean", "median")
@@ -121,6 +130,123 @@ def fold_bntt(graph: Graph, *, statistic: str = "mean") -> tuple[Graph, BNTTRepo
     if not report.layers:
         return graph, report
     return Graph(new, graph.edges, graph.metadata), report
+
+
+@dataclass
+class BNTTSchedule:
+    """The per-step part of one BNTT layer after :func:`split_bntt` (float, per channel).
+
+    Attributes:
+        bntt: name of the BNTT node (removed from the graph).
+        synapse: the ``Conv2d``/``Affine``/``Linear`` node before it, now scaled by
+            ``reference`` and without bias.
+        neuron: the neuron layer it fed (now fed by ``synapse`` directly).
+        reference: ``(C,)`` factor moved into the synapse's output channels,
+            ``max_t |scale[t, c]|`` (1 for an all-zero channel).
+        gain: ``(T, C)`` per-step gain on the synapse's output, ``scale / reference``, in
+            ``[-1, 1]``.
+        current: ``(T, C)`` per-step input current added after the gain,
+            ``scale[t]·bias + shift[t]`` (``bias`` the synapse's bias, 0 when absent), in the
+            units of the synapse's output.
+
+    At step ``t`` the neuron's input is ``gain[t]·(synapse output) + current[t]``, which equals
+    the BNTT's ``scale[t]·(W x + bias) + shift[t]``.
+    """
+
+    bntt: str
+    synapse: str
+    neuron: str
+    reference: np.ndarray
+    gain: np.ndarray
+    current: np.ndarray
+
+    @property
+    def timesteps(self) -> int:
+        return int(self.gain.shape[0])
+
+
+#: Synapse node types a BNTT schedule can be split from, and neuron types it can feed.
+SPLIT_SYNAPSES = (Conv2d, Affine, Linear)
+SPLIT_NEURONS = (LIF, IF, CubaLIF, I)
+
+
+def split_problems(graph: Graph) -> list[str]:
+    """One line per ``BNTT`` node :func:`split_bntt` cannot split (empty when all can): each
+    must follow a ``Conv2d``/``Affine``/``Linear`` that feeds only it and feed one neuron layer
+    (``LIF``, ``IF``, ``CubaLIF`` or ``I``) that has no other input."""
+    problems = []
+    for name, node in graph.nodes.items():
+        if not isinstance(node, BNTT):
+            continue
+        label = f"{name} (BNTT)"
+        preds, succs = graph.predecessors(name), graph.successors(name)
+        if len(preds) != 1 or not isinstance(graph.nodes[preds[0]], SPLIT_SYNAPSES):
+            kinds = ", ".join(f"{p} ({graph.nodes[p].type_name})" for p in preds) or "nothing"
+            problems.append(f"{label}: follows {kinds}; a per-step schedule needs a BNTT right "
+                            "after one Conv2d, Affine or Linear")
+        elif graph.successors(preds[0]) != [name]:
+            problems.append(f"{label}: its synapse {preds[0]} also feeds other nodes, which "
+                            "would see the BNTT's reference scale")
+        if len(succs) != 1 or not isinstance(graph.nodes[succs[0]], SPLIT_NEURONS) or \
+                len(graph.predecessors(succs[0])) != 1:
+            kinds = ", ".join(f"{s} ({graph.nodes[s].type_name})" for s in succs) or "nothing"
+            problems.append(f"{label}: feeds {kinds}; a per-step schedule lives in the neuron, "
+                            "so the BNTT must feed exactly one LIF, IF, CubaLIF or I layer that "
+                            "has no other input")
+    return problems
+
+
+def split_bntt(graph: Graph) -> tuple[Graph, dict[str, BNTTSchedule]]:
+    """Split every ``BNTT`` into a reference scale folded into its synapse and a per-step
+    schedule kept for its neuron layer (see :class:`BNTTSchedule`).
+
+    Args:
+        graph: a float-stage graph where each BNTT sits between a ``Conv2d``/``Affine``/
+            ``Linear`` and a neuron layer (the zoo's ``conv → BNTT → LIF``).
+
+    Returns:
+        ``(graph, schedules)``: the graph without BNTT nodes (each synapse's output channels
+        scaled by ``reference`` and its bias removed; node names, order and the other edges
+        kept), and the schedules by neuron name. A graph without BNTT comes back unchanged with
+        ``{}``.
+
+    Raises:
+        UnsupportedError: listing every BNTT that cannot be split (:func:`split_problems`).
+    """
+    problems = split_problems(graph)
+    if problems:
+        raise UnsupportedError("cannot split BNTT into per-step schedules: "
+                               + "; ".join(problems))
+    nodes = dict(graph.nodes)
+    edges = list(graph.edges)
+    schedules: dict[str, BNTTSchedule] = {}
+    for name, node in graph.nodes.items():
+        if not isinstance(node, BNTT):
+            continue
+        (syn,), (neuron,) = graph.predecessors(name), graph.successors(name)
+        scale = np.asarray(node.scale, dtype=np.float64)
+        shift = np.asarray(node.shift, dtype=np.float64)
+        ref = np.abs(scale).max(axis=0)
+        ref = np.where(ref > 0, ref, 1.0)
+        snode = nodes[syn]
+        weight = np.asarray(snode.weight, dtype=np.float64)
+        weight = weight * ref.reshape((-1,) + (1,) * (weight.ndim - 1))
+        bias = getattr(snode, "bias", None)
+        bias = np.zeros(scale.shape[1]) if bias is None else np.asarray(bias, dtype=np.float64)
+        if isinstance(snode, Affine):
+            nodes[syn] = Affine(weight=weight, bias=np.zeros_like(bias))
+        else:
+            nodes[syn] = snode.replace(weight=weight, **(
+                {"bias": None} if isinstance(snode, Conv2d) else {}))
+        schedules[neuron] = BNTTSchedule(bntt=name, synapse=syn, neuron=neuron, reference=ref,
+                                         gain=scale / ref[None, :],
+                                         current=scale * bias[None, :] + shift)
+        del nodes[name]
+        edges[edges.index((name, neuron))] = (syn, neuron)
+        edges.remove((syn, name))
+    if not schedules:
+        return graph, {}
+    return Graph(nodes, tuple(edges), graph.metadata).validate(), schedules
 
 
 def _predict(graph: Graph, x: np.ndarray, steps: int, batch_size: int) -> np.ndarray:

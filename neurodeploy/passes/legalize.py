@@ -39,6 +39,10 @@ Rewrites (each one exact in hw_sim's arithmetic, or refused with an
   itself is exact). Relays do not change any node's pipeline depth (the main path was the
   longest already).
 
+``QCubaBNTT`` layers (per-step gain/bias neurons) pass through like ``QCubaLIF``; relays added to
+one get gain ``2**gain_exp`` (unity) and bias 0 at every step. They are no netx layer:
+``write_netx`` refuses them, so such a graph is legal for hw_sim and the Lava backend only.
+
 Refused (``UnsupportedError``): graded (multi-bit) spikes into a relay, a relay weight that
 cannot exceed the layer's threshold in the synapse's mantissa range (re-quantize with a lower
 ``threshold_mant``), spatial geometry a relay cannot copy through (``synA`` must keep ``H, W``
@@ -59,11 +63,12 @@ from ..ir import (
     Input,
     Node,
     QConv2d,
+    QCubaBNTT,
     QCubaLIF,
     QDense,
     QSumPool2d,
 )
-from ..ir.nodes import DECAY_UNITY
+from ..ir.nodes import DECAY_UNITY, GAIN_MANT_RANGE
 
 #: Node types a legalized graph holds (netx layers: input, dense, conv, flatten).
 LEGAL_NODES = (Input, QDense, QConv2d, QCubaLIF, Flatten)
@@ -308,6 +313,8 @@ def _relay_layer(n1: QCubaLIF, n1_shape: tuple[int, ...], src_channels: int, ord
     if problems:
         raise UnsupportedError(f"{label}: relay channels would share the neuron parameters of "
                                f"this layer, which has {' and '.join(problems)}")
+    if isinstance(n1, QCubaBNTT):
+        return _relay_schedule(n1, src_channels, order, label)
     rest = n1_shape[1:]
     bias = np.broadcast_to(np.asarray(n1.bias, dtype=np.int64), n1_shape)
     zeros = np.zeros((src_channels, *rest), dtype=np.int64)
@@ -315,6 +322,22 @@ def _relay_layer(n1: QCubaLIF, n1_shape: tuple[int, ...], src_channels: int, ord
     if not np.any(full):
         full = np.zeros((), dtype=np.int64)
     return n1.replace(bias=full)
+
+
+def _relay_schedule(n1: QCubaBNTT, src_channels: int, order: str, label: str) -> QCubaBNTT:
+    """A QCubaBNTT layer with relay channels: unity gain ``2**gain_exp`` (``a' = a`` exactly)
+    and bias 0 at every step."""
+    unity = 1 << n1.gain_exp
+    if unity > GAIN_MANT_RANGE[1]:
+        raise UnsupportedError(f"{label}: relay channels need the unity gain 2**gain_exp, which "
+                               f"gain_exp={n1.gain_exp} puts outside the 16-bit gain mantissa; "
+                               "re-quantize with gain_exp <= 14")
+    steps = n1.timesteps
+    gain = np.full((steps, src_channels), unity, dtype=np.int64)
+    bias = np.zeros((steps, src_channels), dtype=np.int64)
+    gains = [n1.gain, gain] if order == "after" else [gain, n1.gain]
+    biases = [n1.bias, bias] if order == "after" else [bias, n1.bias]
+    return n1.replace(gain=np.concatenate(gains, axis=1), bias=np.concatenate(biases, axis=1))
 
 
 def _only(items: list[str]) -> str | None:

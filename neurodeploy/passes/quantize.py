@@ -68,6 +68,17 @@ largest ``|x|`` of ``calib``), and the first synapse's weights absorb ``1/input_
 negative values, for signed spikes; targets without graded spikes refuse those).
 :func:`quantize_inputs` turns a float batch into the integer ``(B, *shape, T)`` events the
 fixed graph takes (``input_mode="spikes"``).
+
+**BNTT** (``bntt=``): ``None`` refuses ``BNTT`` nodes (deploy them first); ``"fold"`` folds
+them into time-averaged batch norm and the synapses (``passes.bntt.fold_bntt`` +
+``fold_batchnorm``, any target); ``"schedule"`` keeps them exact per step on targets with
+programmable neurons: :func:`~neurodeploy.passes.bntt.split_bntt` moves each channel's
+``r = max_t |scale[t]|`` into the synapse, and the neuron becomes a
+:class:`~neurodeploy.ir.QCubaBNTT` with gain mantissas ``round(scale[t]/r · 2**gain_exp)``
+(``gain_exp = 14``, the finest exponent that keeps a unity gain in 16 bits) and per-step bias
+mantissas ``b[t]·2**bias_exp = 64·S·g·(scale[t]·bias + shift[t])/θ`` (one ``bias_exp`` for all
+steps, chosen as for a static bias). Row ``t`` meets the float graph's step ``t`` (the schedule
+phase is the layer's pipeline depth).
 """
 
 from __future__ import annotations
@@ -100,15 +111,17 @@ from ..ir import (
     Linear,
     Node,
     QConv2d,
+    QCubaBNTT,
     QCubaLIF,
     QDense,
     QSumPool2d,
     ReLU,
     SumPool2d,
 )
-from ..ir.nodes import VTH_MANT_MAX
+from ..ir.nodes import GAIN_MANT_RANGE, VTH_MANT_MAX
 from ..outdir import jsonable
 from ..simulation import pipeline_depths
+from .bntt import BNTTSchedule, split_bntt
 
 #: Default threshold mantissa of a spiking layer (its a-units per threshold).
 DEFAULT_THRESHOLD_MANT = 256
@@ -127,13 +140,19 @@ V_MAX = M24 - 1
 I_HEADROOM_CALIB = 0.5
 #: Largest recorded trace (bytes) of one calibration run of hw_sim; bigger batches are split.
 TRACE_BUDGET_BYTES = 1 << 26
+#: Ways to deploy BNTT nodes (the ``bntt`` option; ``None`` refuses them).
+BNTT_MODES = ("fold", "schedule")
+#: Largest gain exponent of a BNTT schedule: a unity gain ``2**14`` still fits the signed
+#: 16-bit mantissa (legalization's relay channels need one) and gains in ``[-1, 1]`` keep 14 bits.
+BNTT_GAIN_EXP = 14
 
 _NEURONS = (LIF, IF, CubaLIF, I)
 _WEIGHTED = (Affine, Linear, Conv2d)
 _POOLS = (AvgPool2d, SumPool2d)
 _HINTS: dict[type, str] = {
     ReLU: "an ANN activation; convert the ANN first (passes.convert.ann_to_snn)",
-    BNTT: "deploy BNTT first (fold or schedule)",
+    BNTT: "deploy BNTT: quantize with bntt='schedule' (exact per-step gain/bias neurons, "
+          "programmable targets) or bntt='fold' (time-averaged, any target)",
     BatchNorm: "fold batch norm into the synapse before it first (passes.fold_bn)",
 }
 
@@ -306,7 +325,10 @@ class LayerReport:
     ``overflow_risk`` its ratio to the ``2**23`` range of u (> 1 warns). ``calib_*`` come from
     a hw_sim run on the calibration data (``None`` without): largest ``|u|`` and ``|v|``, the
     fraction of neuron-steps whose potential hit the 24-bit limit, and the spikes per neuron
-    per step in the float and fixed runs over the same ``T`` input steps.
+    per step in the float and fixed runs over the same ``T`` input steps. ``schedule`` (a
+    ``QCubaBNTT`` layer only) holds ``bntt`` (the float BNTT node), ``timesteps``,
+    ``gain_exp`` and ``gain_error`` (largest ``|gain_mant/2**gain_exp − scale/r|``); the
+    ``bias_*`` fields then describe the per-step bias schedule.
     """
 
     name: str
@@ -333,6 +355,7 @@ class LayerReport:
     calib_v_saturation_fraction: float | None = None
     calib_rate_float: float | None = None
     calib_rate_fixed: float | None = None
+    schedule: dict[str, Any] | None = None
 
 
 @dataclass
@@ -887,7 +910,8 @@ def quantize(graph: Graph, target: Any, *, calib: Any = None, weight_bits: int |
              input_bits: int = 8, progress: bool = False, allow_hard_reset: bool = False,
              encoder: str | None = None, input_range: float | None = None,
              threshold_mant: int = DEFAULT_THRESHOLD_MANT, steps: int | None = None,
-             lava_compatible: bool = False, seed: int = 0) -> tuple[Graph, QuantReport]:
+             lava_compatible: bool = False, seed: int = 0,
+             bntt: str | None = None) -> tuple[Graph, QuantReport]:
     """Quantize a float SNN graph for ``target``; see the module docstring for the rules.
 
     Args:
@@ -912,6 +936,10 @@ def quantize(graph: Graph, target: Any, *, calib: Any = None, weight_bits: int |
         lava_compatible: keep conv and pool exponents ``>= 0`` (Lava's ``fixed_pt`` Conv has
             no weight exponent).
         seed: seed of the Poisson spike trains of the calibration run.
+        bntt: how ``BNTT`` nodes are deployed: ``None`` (refused), ``"fold"`` (time-averaged
+            batch norm folded into the synapses, as ``passes.bntt.fold_bntt`` and
+            ``fold_batchnorm`` do; other ``BatchNorm`` nodes are folded too) or ``"schedule"``
+            (exact per-step ``QCubaBNTT`` neurons; needs ``target.programmable_neurons``).
 
     Returns:
         ``(fixed_graph, report)``. The fixed graph keeps the node names and edges; its
@@ -919,17 +947,22 @@ def quantize(graph: Graph, target: Any, *, calib: Any = None, weight_bits: int |
         ``stage="fixed"``, ``target``, ``input_encoding``, ``input_scale``, ``input_qrange``,
         ``quantization`` (per layer: ``scale``, ``threshold_mant``, ``weight_exp`` per synapse),
         ``output_scale`` (``I`` layer → ``S``; a number when there is one) and
-        ``output_depth`` (pipeline depth of each output).
+        ``output_depth`` (pipeline depth of each output), plus ``bntt`` (the mode) when the
+        graph had BNTT nodes.
 
     Raises:
-        UnsupportedError: every construct the pass cannot quantize, listed at once.
+        UnsupportedError: every construct the pass cannot quantize, listed at once; a
+            ``bntt="schedule"`` for a target without programmable neurons (naming the BNTT
+            layers and suggesting ``bntt="fold"``).
         QuantizationError: options out of range for the target.
         InvalidIRError: an invalid graph.
     """
     opts = _options(target, weight_bits, threshold_mant, lava_compatible)
     graph.validate()
-    shapes = graph.shapes
     meta = dict(graph.metadata)
+    had_bntt = any(isinstance(n, BNTT) for n in graph.nodes.values())
+    graph, schedules, float_ref = _deploy_bntt(graph, bntt, opts)
+    shapes = graph.shapes
     problems: list[str] = []
     warnings: list[str] = []
 
@@ -1056,7 +1089,9 @@ def quantize(graph: Graph, target: Any, *, calib: Any = None, weight_bits: int |
     float_out: dict[str, np.ndarray] = {}
     float_counts: dict[str, np.ndarray] = {}
     if x_calib is not None:
-        float_out, float_counts = _float_calibration(graph, x_calib, encoding, steps, seed,
+        # the float reference keeps the BNTT nodes a schedule reproduces
+        float_out, float_counts = _float_calibration(float_ref if schedules else graph, x_calib,
+                                                     encoding, steps, seed,
                                                      input_info.get("encoder_rescale", 1.0))
 
     # -------------------------------------------------------------- quantize layer by layer
@@ -1071,7 +1106,7 @@ def quantize(graph: Graph, target: Any, *, calib: Any = None, weight_bits: int |
         iterator = tqdm(names, desc="quantize", unit="layer")
     for name in iterator:
         rep, nodes_out = _quantize_layer(graph, regions[name], specs[name], opts, steps,
-                                         float_out.get(name))
+                                         float_out.get(name), schedules.get(name))
         new_nodes.update(nodes_out)
         layer_reports[name] = rep
         layer_meta[name] = {"scale": rep.scale, "threshold_mant": rep.threshold_mant,
@@ -1097,6 +1132,8 @@ def quantize(graph: Graph, target: Any, *, calib: Any = None, weight_bits: int |
                       else dict(output_scale)),
         output_depth={n: depths[n] for n in graph.outputs}, folded_pools=folded,
     )
+    if bntt is not None and had_bntt:
+        fixed_meta["bntt"] = bntt
     fixed = Graph(fixed.nodes, fixed.edges, fixed_meta).validate()
     for name, rep in layer_reports.items():
         rep.depth = depths[name]
@@ -1112,6 +1149,48 @@ def quantize(graph: Graph, target: Any, *, calib: Any = None, weight_bits: int |
         _fixed_calibration(fixed, x_calib, steps, seed, report, float_out, float_counts,
                            progress)
     return fixed, report
+
+
+def _deploy_bntt(graph: Graph, bntt: str | None, opts: _Options
+                 ) -> tuple[Graph, dict[str, BNTTSchedule], Graph]:
+    """Apply the ``bntt`` option: ``(graph without BNTT, schedules by neuron, float reference)``.
+
+    ``None`` leaves the graph as it is (its BNTT nodes are refused later, with a hint);
+    ``"fold"`` folds BNTT and batch norm into the synapses; ``"schedule"`` splits each BNTT
+    into its synapse and a :class:`~neurodeploy.passes.bntt.BNTTSchedule` (the float reference
+    is then the graph as given, BNTT included)."""
+    if bntt is not None and bntt not in BNTT_MODES:
+        raise QuantizationError(f"bntt={bntt!r} is not one of {', '.join(map(repr, BNTT_MODES))} "
+                                "(or None)")
+    names = [n for n, node in graph.nodes.items() if isinstance(node, BNTT)]
+    if bntt is None or not names:
+        return graph, {}, graph
+    if bntt == "fold":
+        from .bntt import fold_bntt
+        from .fold_bn import fold_batchnorm
+
+        folded = fold_batchnorm(fold_bntt(graph)[0])
+        return folded, {}, folded
+    if not opts.programmable:
+        raise UnsupportedError(
+            f"cannot quantize for {opts.target_name}: " + "; ".join(
+                f"{n} (BNTT): an exact per-step gain/bias schedule needs programmable neurons, "
+                f"which {opts.target_name} lacks; fold BNTT into the synapses instead "
+                "(bntt='fold', CLI --bntt fold) or use a target such as loihi2" for n in names))
+    split, schedules = split_bntt(graph)
+    return split, schedules, graph
+
+
+def _quantize_gain(ratio: np.ndarray) -> tuple[np.ndarray, int, float]:
+    """``(mantissas, gain_exp, max abs error)`` of per-step gains ``ratio`` (``(T, C)``, in
+    ``[-1, 1]``): the largest exponent up to :data:`BNTT_GAIN_EXP` whose rounded mantissas fit
+    signed 16 bits."""
+    top = float(np.abs(ratio).max(initial=0))
+    lo, hi = GAIN_MANT_RANGE
+    exp = next((e for e in range(BNTT_GAIN_EXP, -1, -1) if round(math.ldexp(top, e)) <= hi), 0)
+    mant = np.clip(np.round(np.ldexp(ratio, exp)), lo, hi).astype(np.int64)
+    err = float(np.abs(np.ldexp(mant.astype(np.float64), -exp) - ratio).max(initial=0))
+    return mant, exp, err
 
 
 def _attach_weights(graph: Graph, region: _Region, spec: _Neuron,
@@ -1211,14 +1290,22 @@ def _choose_scale(region: _Region, spec: _Neuron, opts: _Options, conv_like: dic
 
 
 def _quantize_layer(graph: Graph, region: _Region, spec: _Neuron, opts: _Options, steps: int,
-                    float_v: np.ndarray | None) -> tuple[LayerReport, dict[str, Node]]:
+                    float_v: np.ndarray | None, schedule: BNTTSchedule | None = None
+                    ) -> tuple[LayerReport, dict[str, Node]]:
     name = region.target
     shape = graph.shapes[name]
     warnings: list[str] = []
     bcur = _region_bias(graph, region, shape)
     vb = spec.gain * bcur * spec.bias_factor + spec.leak_bias  # float v per step
+    vb_steps = None
+    if schedule is not None:  # per-step bias currents of a BNTT schedule: (T, *shape)
+        current = schedule.current.reshape(
+            (schedule.timesteps, shape[0]) + (1,) * (len(shape) - 1))
+        vb_steps = spec.gain * (bcur + current) * spec.bias_factor + spec.leak_bias
+        vb = np.abs(vb_steps).max(axis=0)  # the largest per step (the I layer's headroom)
     vb_norm = vb / spec.theta
-    if spec.kind == "CubaLIF" and np.any(bcur):
+    if spec.kind == "CubaLIF" and (np.any(bcur) or (schedule is not None
+                                                   and np.any(schedule.current))):
         warnings.append("a bias into a CubaLIF is added to v at its steady-state value (the "
                         "synaptic current's rise is skipped)")
     conv_like = {w.name: not isinstance(graph.nodes[w.name], (Affine, Linear))
@@ -1300,16 +1387,38 @@ def _quantize_layer(graph: Graph, region: _Region, spec: _Neuron, opts: _Options
                         "neuron integrates without leak")
     if spec.cdecay < 1.0 and cdecay == 0:
         warnings.append("current decay rounds to 0: the synaptic current never decays")
-    bias_target = 64.0 * s * vb_norm
+    schedule_info = None
+    if schedule is None:
+        bias_target = 64.0 * s * vb_norm
+    else:  # one bias row per step and channel
+        per_step = (64.0 * s * vb_steps / spec.theta).reshape(schedule.timesteps, shape[0], -1)
+        tol = 1e-9 * max(float(np.abs(per_step).max(initial=0)), 1.0)
+        if np.abs(per_step - per_step[..., :1]).max(initial=0) > tol:
+            raise UnsupportedError(
+                f"{name} ({spec.kind}): its per-step bias differs within a channel (per-neuron "
+                "v_leak or thresholds); a BNTT schedule holds one bias per channel and step")
+        bias_target = per_step[..., 0]
     bias_mant, bias_exp, bias_over, bias_abs_err = _quantize_bias(bias_target, opts.bias_mant_max)
     bias_err = bias_abs_err / (64.0 * s)
+    if schedule is not None:
+        bias_mant = np.broadcast_to(np.asarray(bias_mant, dtype=np.int64),
+                                    bias_target.shape).copy()
+        gain_mant, gain_exp, gain_err = _quantize_gain(schedule.gain)
+        schedule_info = {"bntt": schedule.bntt, "timesteps": schedule.timesteps,
+                         "gain_exp": gain_exp, "gain_error": gain_err}
     if bias_over > 0:
         warnings.append(f"{bias_over:.1%} of the biases overflow the "
                         f"{opts.bias_mant_max.bit_length() + 1}-bit mantissa at exponent 7 and "
                         "were clipped")
-    out_nodes[name] = QCubaLIF(threshold=theta_mant, current_decay=cdecay,
-                               voltage_decay=vdecay if spec.spiking else 0, bias=bias_mant,
-                               bias_exp=bias_exp, reset=spec.reset)
+    if schedule is None:
+        out_nodes[name] = QCubaLIF(threshold=theta_mant, current_decay=cdecay,
+                                   voltage_decay=vdecay if spec.spiking else 0, bias=bias_mant,
+                                   bias_exp=bias_exp, reset=spec.reset)
+    else:
+        out_nodes[name] = QCubaBNTT(threshold=theta_mant, current_decay=cdecay,
+                                    voltage_decay=vdecay if spec.spiking else 0, bias=bias_mant,
+                                    bias_exp=bias_exp, reset=spec.reset, gain=gain_mant,
+                                    gain_exp=gain_exp)
     u_worst = 64.0 * a_worst * (4096.0 / cdecay if 0 < cdecay < 4096 else 1.0)
     if cdecay == 0 and a_worst > 0:
         u_worst = math.inf
@@ -1325,7 +1434,7 @@ def _quantize_layer(graph: Graph, region: _Region, spec: _Neuron, opts: _Options
         voltage_decay=vdecay if spec.spiking else 0, current_decay=cdecay,
         decay_error=decay_err if spec.spiking else 0.0, reset=spec.reset, bias_exp=bias_exp,
         bias_overflow_fraction=bias_over, bias_error=bias_err, worst_case_u=u_worst,
-        overflow_risk=risk, synapses=syn_reports, warnings=warnings,
+        overflow_risk=risk, synapses=syn_reports, warnings=warnings, schedule=schedule_info,
     )
     return rep, out_nodes
 
@@ -1361,9 +1470,13 @@ def _structure_warnings(fixed: Graph, depths: dict[str, int]) -> list[str]:
                 out.append(f"{name} ({node.type_name}): its inputs arrive after different "
                            f"pipeline depths ({', '.join(map(str, ds))} synapse delays), which "
                            "the float graph does not have")
-        if isinstance(node, QCubaLIF) and node.reset == "subtract":
+        if type(node) is QCubaLIF and node.reset == "subtract":
             out.append(f"{name}: reset='subtract' runs on hw_sim and on Lava as neurodeploy's "
                        "custom LIFSoftReset process (programmable neurons); lava-dl netx files "
+                       "cannot hold it")
+        if isinstance(node, QCubaBNTT):
+            out.append(f"{name}: the BNTT schedule runs on hw_sim and on Lava as neurodeploy's "
+                       "custom CubaBNTT process (programmable neurons); lava-dl netx files "
                        "cannot hold it")
     return out
 
@@ -1449,6 +1562,18 @@ def quantize_inputs(fixed_graph: Graph, x: Any, *, steps: int | None = None, see
     return q.astype(np.int64)
 
 
+def _bias_per_step(node: QCubaLIF, shape: tuple[int, ...], depth: int, steps: int
+                   ) -> np.ndarray:
+    """The bias added to v at each step, ``(*shape, 1)`` (static) or ``(*shape, steps)``
+    (a ``QCubaBNTT`` schedule, row ``(t − depth) mod T`` at step ``t``)."""
+    if isinstance(node, QCubaBNTT):
+        rows = node.bias[(np.arange(steps) - depth) % node.timesteps] << node.bias_exp
+        rows = rows.T.reshape((shape[0],) + (1,) * (len(shape) - 1) + (steps,))
+        return np.broadcast_to(rows, (*shape, steps))
+    return np.broadcast_to(np.asarray(node.bias, dtype=np.int64) << node.bias_exp,
+                           shape)[..., None]
+
+
 def _chunks(n: int, per_sample_bytes: float) -> list[tuple[int, int]]:
     size = max(1, int(TRACE_BUDGET_BYTES // max(per_sample_bytes, 1.0)))
     return [(a, min(a + size, n)) for a in range(0, n, size)]
@@ -1481,9 +1606,10 @@ def _float_calibration(graph: Graph, x: np.ndarray, encoding: str, steps: int, s
 def _fixed_calibration(fixed: Graph, x: np.ndarray, steps: int, seed: int, report: QuantReport,
                        float_out: dict[str, np.ndarray], float_counts: dict[str, np.ndarray],
                        progress: bool) -> None:
-    """hw_sim run on the calibration batch (``steps`` input steps plus the pipeline depth);
-    fills the layers' ``calib_*`` fields and ``report.calib``."""
-    from neurodeploy.hw_sim import run as hw_run
+    """hw_sim run on the calibration batch (``steps`` input steps plus the pipeline depth, with
+    the staggered reset of :mod:`neurodeploy.inference`); fills the layers' ``calib_*`` fields
+    and ``report.calib``."""
+    from ..inference import deployed_inputs, run_deployed
 
     depths = pipeline_depths(fixed)
     extra = max((depths[n] for n in fixed.neurons), default=0)
@@ -1499,9 +1625,8 @@ def _fixed_calibration(fixed: Graph, x: np.ndarray, steps: int, seed: int, repor
         from tqdm.auto import tqdm
         chunks = tqdm(chunks, desc="calibrate", unit="chunk")
     for a, b in chunks:
-        q = quantize_inputs(fixed, x[a:b], steps=steps, seed=seed, offset=a)
-        q = np.concatenate([q, np.zeros((*q.shape[:-1], extra), dtype=np.int64)], axis=-1)
-        res = hw_run(fixed, q, steps=total, input_mode="spikes", record=["u", "v", "s"])
+        inputs = deployed_inputs(fixed, x[a:b], steps, seed=seed, offset=a, extra=extra)
+        res = run_deployed(fixed, inputs, record=["u", "v", "s"])
         for n in neurons:
             node: QCubaLIF = fixed.nodes[n]  # type: ignore[assignment]
             u = res.traces[f"{n}.u"].astype(np.int64)
@@ -1512,8 +1637,8 @@ def _fixed_calibration(fixed: Graph, x: np.ndarray, steps: int, seed: int, repor
             st["v"] = max(st["v"], int(np.abs(v).max(initial=0)))
             # The potential before the reset: decayed previous v + u + bias (Lava's order).
             v_prev = np.concatenate([np.zeros_like(v[..., :1]), v[..., :-1]], axis=-1)
-            bias = np.broadcast_to(np.asarray(node.bias, dtype=np.int64) << node.bias_exp,
-                                   fixed.shapes[n])[None, ..., None]
+            v_prev[..., depths[n]] = 0  # the staggered reset clears v before step depth
+            bias = _bias_per_step(node, fixed.shapes[n], depths[n], total)[None]
             pre = np.trunc(v_prev * ((4096 - node.voltage_decay) / 4096)) + u + bias
             st["sat"] += int(np.count_nonzero(np.abs(pre) >= V_MAX))
             st["cnt"] += pre.size

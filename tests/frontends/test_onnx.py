@@ -21,7 +21,7 @@ from neurodeploy.errors import BadInputFileError, InvalidIRError, UnsupportedErr
 from neurodeploy.frontends.onnx import DOMAIN, export_onnx, read_onnx, to_onnx
 from neurodeploy.ir import (
     BNTT, IF, LIF, NODE_TYPES, Add, Affine, Average, AvgPool2d, BatchNorm, Concat, Conv2d,
-    CubaLIF, Flatten, Graph, I, Input, Linear, QConv2d, QCubaLIF, QDense, QResonateFire,
+    CubaLIF, Flatten, Graph, I, Input, Linear, QConv2d, QCubaBNTT, QCubaLIF, QDense, QResonateFire,
     QSigmaDelta, QSumPool2d, ReLU, SumPool2d,
 )
 
@@ -275,6 +275,9 @@ def fixed_dense_graph() -> Graph:
                       weight_rec=RNG.integers(-5, 5, size=(4, 4)))),
         ("n2", QCubaLIF(threshold=100, current_decay=4096, voltage_decay=0,
                         num_message_bits=3, refractory=2)),
+        ("d3", QDense(weight=RNG.integers(-20, 20, size=(3, 4)))),
+        ("n3", QCubaBNTT(threshold=50, gain=RNG.integers(-3000, 3000, size=(5, 3)),
+                         gain_exp=12, bias=RNG.integers(-9, 9, size=(5, 3)))),
     ], timesteps=16)
 
 

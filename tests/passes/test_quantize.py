@@ -482,7 +482,7 @@ def test_every_offender_is_listed_at_once():
         quantize(g, "loihi2")
     msg = str(err.value)
     assert "relu (ReLU)" in msg and "convert the ANN first" in msg
-    assert "bn (BNTT)" in msg and "deploy BNTT first (fold or schedule)" in msg
+    assert "bn (BNTT)" in msg and "bntt='schedule'" in msg and "bntt='fold'" in msg
     assert "n (LIF)" in msg and "fire_integrate" in msg
 
 
