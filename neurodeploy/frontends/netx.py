@@ -695,7 +695,14 @@ def _neuron_fields(layer: _Layer) -> tuple[dict[str, Any] | None, Any]:
     fields: dict[str, Any]
     if isinstance(node, QCubaLIF):
         if node.bias_exp != NETX_BIAS_EXP and np.any(bias):
-            raise UnsupportedError(f"{name}: netx fixes bias_exp at {NETX_BIAS_EXP}")
+            # the same bias values with netx's exponent, when that is exact
+            value = bias.astype(np.int64) << node.bias_exp
+            if np.any(value % (1 << NETX_BIAS_EXP)):
+                raise UnsupportedError(
+                    f"{name}: netx fixes bias_exp at {NETX_BIAS_EXP} and bias·2**"
+                    f"{node.bias_exp} is not a multiple of 2**{NETX_BIAS_EXP}; quantize with "
+                    "lava_compatible=True (neurodeploy compile does)")
+            bias = value >> NETX_BIAS_EXP
         if node.reset != "zero":
             raise UnsupportedError(f"{name}: netx neurons reset to zero, not by subtraction")
         fields = {"type": meta.get("type", "CUBA"), "vThMant": node.threshold,

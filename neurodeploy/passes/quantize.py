@@ -468,11 +468,12 @@ def _neuron_spec(name: str, node: Node, shape: tuple[int, ...], dt: float, progr
     if getattr(node, "weight_rec", None) is not None:
         problems.append(f"{label}: recurrent weights are not supported by the quantizer")
     reset = getattr(node, "reset", "zero")
-    if reset == "subtract" and not programmable:
+    if reset == "subtract" and (allow_hard_reset or not programmable):
         if allow_hard_reset:
+            why = "as asked" if programmable else "because the target has no programmable neurons"
             warnings.append(
-                f"{name}: reset='subtract' turned into Loihi's hard reset (reset='zero') "
-                "because the target has no programmable neurons; spike counts will change")
+                f"{name}: reset='subtract' turned into Loihi's hard reset (reset='zero') {why}; "
+                "spike counts will change")
             reset = "zero"
         else:
             problems.append(
@@ -842,6 +843,7 @@ class _Options:
     threshold_mant: int
     threshold_cap: int
     bias_mant_max: int
+    bias_exp_min: int
     message_bits_max: int
     programmable: bool
 
@@ -870,12 +872,15 @@ def _options(target: Any, weight_bits: int | None, threshold_mant: int,
         raise QuantizationError(f"threshold_mant={threshold_mant!r} must be an integer in "
                                 f"[1, {t_max}] for target {tgt.name}")
     decay_bits = min(int(p["decay_bits"]), 12)
+    if lava_compatible:  # Lava's Conv has no exponent; netx stores 8-bit integer weights
+        exp_min, exp_max = max(exp_min, 0), min(exp_max, 0)
     return _Options(
         target_name=tgt.name, weight_bits=int(bits), exp_min=exp_min, exp_max=exp_max,
-        conv_exp_min=max(exp_min, 0) if lava_compatible else exp_min,
+        conv_exp_min=exp_min,
         decay_step=1 << (12 - decay_bits), threshold_mant=int(threshold_mant),
         threshold_cap=max(int(threshold_mant), 1 << max(tbits - 3, 0)),
         bias_mant_max=(1 << (int(p["bias_mant_bits"]) - 1)) - 1,
+        bias_exp_min=6 if lava_compatible else 0,  # netx's fixed bias exponent
         message_bits_max=int(p["message_bits_max"]), programmable=bool(tgt.programmable_neurons),
     )
 
@@ -925,16 +930,17 @@ def quantize(graph: Graph, target: Any, *, calib: Any = None, weight_bits: int |
         weight_bits: mantissa bits (2..8, default the target's maximum).
         input_bits: payload bits of direct (graded) input events.
         progress: tqdm progress bars.
-        allow_hard_reset: turn soft reset into hard reset (with a warning) on targets without
-            programmable neurons instead of failing.
+        allow_hard_reset: turn soft reset into hard reset (with a warning), e.g. for netx files
+            and targets without programmable neurons instead of failing.
         encoder: ``"direct"``, ``"poisson"`` or ``"spikes"`` (default
             ``graph.metadata["encoder"]``, else ``"spikes"``: binary events as given).
         input_range: largest ``|x|`` of direct input (default: from ``calib``, else 1.0).
         threshold_mant: starting threshold mantissa of spiking layers (a-units per threshold).
         steps: time steps ``T`` of a run (default ``graph.metadata["timesteps"]``, else 100):
             the ``I`` layers' worst case and the calibration run.
-        lava_compatible: keep conv and pool exponents ``>= 0`` (Lava's ``fixed_pt`` Conv has
-            no weight exponent).
+        lava_compatible: weight exponents ``0`` (Lava's ``fixed_pt`` Conv has no weight
+            exponent; lava-dl netx files hold 8-bit integer weights) and bias exponents ``>= 6`` (lava-dl netx fixes it at 6; the
+            bias resolution stays 1/threshold_mant of the threshold).
         seed: seed of the Poisson spike trains of the calibration run.
         bntt: how ``BNTT`` nodes are deployed: ``None`` (refused), ``"fold"`` (time-averaged
             batch norm folded into the synapses, as ``passes.bntt.fold_bntt`` and
@@ -1398,7 +1404,8 @@ def _quantize_layer(graph: Graph, region: _Region, spec: _Neuron, opts: _Options
                 f"{name} ({spec.kind}): its per-step bias differs within a channel (per-neuron "
                 "v_leak or thresholds); a BNTT schedule holds one bias per channel and step")
         bias_target = per_step[..., 0]
-    bias_mant, bias_exp, bias_over, bias_abs_err = _quantize_bias(bias_target, opts.bias_mant_max)
+    bias_mant, bias_exp, bias_over, bias_abs_err = _quantize_bias(bias_target, opts.bias_mant_max,
+                                                                 opts.bias_exp_min)
     bias_err = bias_abs_err / (64.0 * s)
     if schedule is not None:
         bias_mant = np.broadcast_to(np.asarray(bias_mant, dtype=np.int64),
@@ -1439,13 +1446,14 @@ def _quantize_layer(graph: Graph, region: _Region, spec: _Neuron, opts: _Options
     return rep, out_nodes
 
 
-def _quantize_bias(target: np.ndarray, mant_max: int
+def _quantize_bias(target: np.ndarray, mant_max: int, exp_min: int = 0
                    ) -> tuple[np.ndarray | int, int, float, float]:
     """``(mantissas, exponent, overflow fraction, max abs error)`` with
-    ``mantissa·2**exp ≈ target`` (v units per step), the smallest exponent in [0, 7]."""
+    ``mantissa·2**exp ≈ target`` (v units per step), the smallest exponent in
+    ``[exp_min, 7]``."""
     if not np.any(target):
         return 0, 0, 0.0, 0.0
-    exp = next((e for e in range(8)
+    exp = next((e for e in range(exp_min, 8)
                 if np.abs(np.round(np.ldexp(target, -e))).max() <= mant_max), None)
     over = 0.0
     if exp is None:
