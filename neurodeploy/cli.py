@@ -100,7 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sim.add_argument("model", metavar="MODEL",
-                     help="model file (netx HDF5 .net/.h5) or a built-in example name")
+                     help="model file (netx HDF5 .net/.h5), a built-in example name, or a "
+                          "compile folder (with --data: a dataset run with event accounting)")
+    sim.add_argument("--data", metavar="DATA",
+                     help="compile folders: run the test split of DATA (digits, mnist5k, .npz, "
+                          "image or idx folder; default: the model's training data) with the "
+                          "staggered reset and count events per core for `neurodeploy report`")
+    sim.add_argument("--samples", type=int, metavar="N",
+                     help="with --data: samples of the test split (default: all)")
+    sim.add_argument("--batch", type=int, default=64, metavar="B",
+                     help="with --data: samples per hw_sim batch (default 64)")
     sim.add_argument("--out", required=True, metavar="DIR",
                      help="output folder (created; must be new, empty or a previous output)")
     sim.add_argument("--backend", default="hw_sim", metavar="{hw_sim,lava}",
@@ -262,6 +271,46 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     ver.set_defaults(func=cmd_verify)
 
+    rep = sub.add_parser(
+        "report", help="energy, latency and activity report of a dataset simulation",
+        description="Write DIR/report.json (versioned schema) and DIR/report.html (one\n"
+                    "self-contained page with plots) for a folder made by\n"
+                    "`neurodeploy simulate COMPILE_DIR --data DATA --out DIR`, and print a\n"
+                    "short summary.",
+        epilog="example:\n  neurodeploy compile models/checkpoints/demo_cnn --target loihi2 --out c\n"
+               "  neurodeploy simulate c --data mnist5k --samples 500 --out s\n"
+               "  neurodeploy report s",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rep.add_argument("dir", metavar="DIR", help="a dataset simulation folder")
+    rep.add_argument("--ann", default=None, metavar="ANN",
+                     help="ANN for the comparison section (default: the model's trained twin "
+                          "<model>_ann when it exists, else the zoo twin's architecture)")
+    rep.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    rep.set_defaults(func=cmd_report)
+
+    cmpr = sub.add_parser(
+        "compare", help="ANN vs SNN deployment cost and accuracy",
+        description="Cost of an ANN on the cpu, gpu and edge-int8 presets (compute-only at\n"
+                    "FP32/INT8 and memory-aware) against the SNN on its neuromorphic target,\n"
+                    "accuracy of both, spikes per synapse against the break-even band.",
+        epilog="example:\n  neurodeploy compare s --ann models/checkpoints/demo_cnn_ann",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmpr.add_argument("snn", metavar="SNN",
+                      help="a dataset simulation folder (neurodeploy simulate COMPILE_DIR "
+                           "--data ...)")
+    cmpr.add_argument("--ann", default=None, metavar="ANN",
+                      help="ANN model (default: the SNN's trained twin <model>_ann, else the "
+                           "zoo twin's architecture without accuracy)")
+    cmpr.add_argument("--data", default=None, metavar="DATA",
+                      help="data for the ANN's accuracy (default: the simulation's)")
+    cmpr.add_argument("--samples", type=int, default=None, metavar="N")
+    cmpr.add_argument("--plot", default=None, metavar="FILE.png|svg",
+                      help="save the comparison plot")
+    cmpr.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    cmpr.set_defaults(func=cmd_compare)
+
     tgt = sub.add_parser(
         "targets", help="list the hardware targets (or show one in full)",
         description="List the built-in targets (neuromorphic chips and ANN devices), or print\n"
@@ -334,6 +383,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     out = api.check_out_dir(args.out)
     model_path, example = _resolve_model(args.model)
+    if (model_path / "compile.json").is_file() and args.input is None:
+        return _simulate_dataset(args, model_path, out)
+    if args.data is not None:
+        raise NeurodeployError(f"--data runs a compile folder; {args.model} is not one "
+                               "(make one with neurodeploy compile)")
     input_path = args.input
     if input_path is None and example is not None and example.input_path is not None:
         input_path = example.input_path
@@ -370,6 +424,60 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(_format_activity(api.activity(result)))
     print(f"simulation {result.sim_time_s:.3f} s (wall {wall:.3f} s), load {load_time:.3f} s")
     print(f"saved {out / 'trace.npz'} and {out / 'summary.json'}")
+    return 0
+
+
+def _simulate_dataset(args: argparse.Namespace, folder: Path, out: Path) -> int:
+    """``simulate COMPILE_DIR --data DATA``: accuracy, spikes, events and cost on a dataset."""
+    from .inference import evaluate
+    from .outdir import jsonable, write_dir_atomic
+
+    if args.backend != "hw_sim":
+        raise NeurodeployError("dataset runs of a compile folder use hw_sim (event accounting "
+                               "runs there); compare with Lava with neurodeploy verify")
+    doc = evaluate(folder, args.data, args.samples, batch=args.batch, device=args.device,
+                   progress=not args.quiet, log=lambda message: _say(args, message))
+    doc = {"format": "neurodeploy-simulation", "version": 1, **doc}
+
+    def write(tmp: Path) -> None:
+        (tmp / "summary.json").write_text(json.dumps(jsonable(doc), indent=1) + "\n")
+
+    write_dir_atomic(out, write)
+    acc = doc["accuracy"]["deployed"]
+    energy = doc["cost"]["energy"]["per_inference_j"]
+    latency = doc["cost"]["latency"]
+    print(f"{folder}: {doc['samples']} {doc['data']} samples x {doc['steps']} steps on hw_sim, "
+          f"accuracy {acc:.4f}")
+    print(f"  energy per inference {energy['total'] * 1e6:.3f} uJ ({energy['dynamic'] * 1e6:.3f}"
+          f" dynamic), latency {latency['latency_per_inference_s'] * 1e3:.4f} ms, "
+          f"{latency['throughput_fps']:.1f} inferences/s on {doc['target']}")
+    print(f"saved {out / 'summary.json'} (make the report: neurodeploy report {out})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``neurodeploy report``: report.json/report.html of a dataset simulation folder."""
+    from .reporting import build_report
+    from .report import summary_text, write_report
+
+    doc = build_report(args.dir, ann=args.ann, log=lambda message: _say(args, message))
+    write_report(doc, args.dir)
+    print(summary_text(doc))
+    print(f"saved {Path(args.dir) / 'report.json'} and {Path(args.dir) / 'report.html'}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``neurodeploy compare``: ANN vs SNN cost and accuracy."""
+    from .report import comparison_lines, plot_comparison, save_figure
+    from .reporting import compare
+
+    cmp = compare(args.snn, ann=args.ann, data=args.data, samples=args.samples,
+                  log=lambda message: _say(args, message))
+    print("\n".join(comparison_lines(cmp)))
+    if args.plot:
+        save_figure(plot_comparison(cmp), args.plot)
+        print(f"saved {args.plot}")
     return 0
 
 

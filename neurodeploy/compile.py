@@ -24,13 +24,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import __version__
-from .errors import NeurodeployError, UnsupportedError
+from .errors import BadInputFileError, NeurodeployError, UnsupportedError
 from .ir import BNTT, BatchNorm, Graph
 from .outdir import check_out_dir, jsonable, write_dir_atomic
 
@@ -120,6 +121,104 @@ def fixed_point(graph: Graph, target: Any, *, calib: np.ndarray | None = None,
     report["quantization"] = qreport.to_dict()
     warnings.extend(report["quantization"].get("warnings", []))
     return graph, report, warnings
+
+
+# ------------------------------------------------------------------------------ reading back
+
+
+@dataclass
+class CompiledFolder:
+    """A compile output folder, read and checked (:func:`read_compiled`)."""
+
+    path: Path
+    doc: dict[str, Any]
+    graph: Graph  # model.ir.h5
+    steps: int
+    quantized_source: bool  # compiled from a float model (quantize ran)
+
+
+def read_compiled(folder: str | Path) -> CompiledFolder:
+    """Read a compile folder (``compile.json``, ``model.ir.h5``); every problem is a one-line
+    :class:`~neurodeploy.errors.BadInputFileError` naming the file and what to do."""
+    from .ir.serialize import load_graph
+
+    path = Path(folder)
+    hint = "make one with: neurodeploy compile MODEL --target TARGET --out DIR"
+    if not path.exists():
+        raise BadInputFileError(path, "no such folder", hint=hint)
+    if not path.is_dir():
+        raise BadInputFileError(path, "not a folder; give a compile output folder", hint=hint)
+    cj = path / "compile.json"
+    if not cj.is_file():
+        raise BadInputFileError(path, "not a compile folder (no compile.json)", hint=hint)
+    try:
+        doc = json.loads(cj.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise BadInputFileError(cj, f"not valid JSON ({' '.join(str(err).split())})",
+                                hint="re-run the compile") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise BadInputFileError(cj, f"format is not {FORMAT!r}", hint=hint)
+    if doc.get("version") != VERSION:
+        raise BadInputFileError(cj, f"compile.json version {doc.get('version')!r} is not "
+                                f"supported (this neurodeploy reads {VERSION})",
+                                hint="re-run the compile")
+    options = doc.get("options")
+    if not isinstance(options, dict):
+        raise BadInputFileError(cj, "lacks the compile options ('options')",
+                                hint="re-run the compile with this neurodeploy")
+    _check_options(cj, options)
+    ir = path / "model.ir.h5"
+    if not ir.is_file():
+        raise BadInputFileError(ir, "no such file (the compile folder is incomplete)",
+                                hint="re-run the compile")
+    graph = load_graph(ir)
+    if graph.stage != "fixed":
+        raise BadInputFileError(ir, f"holds a {graph.stage}-stage graph, not the fixed-point "
+                                "network a compile writes", hint="re-run the compile")
+    if len(graph.inputs) != 1:
+        raise BadInputFileError(ir, f"has {len(graph.inputs)} Input nodes; "
+                                "deployed runs need exactly one")
+    steps = _compiled_steps(doc, options, graph)
+    if steps is None:
+        raise BadInputFileError(cj, "records no number of time steps",
+                                hint="re-compile with --timesteps T")
+    return CompiledFolder(path, doc, graph, steps, isinstance(doc.get("quantization"), dict))
+
+
+def _check_options(cj: Path, options: dict[str, Any]) -> None:
+    from .passes.bntt import STATISTICS
+
+    def positive(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    problems = []
+    if options.get("calib") is not None and not isinstance(options["calib"], str):
+        problems.append("calib must be a dataset spec (string) or null")
+    if not positive(options.get("calib_samples", 64)):
+        problems.append("calib_samples must be a positive integer")
+    if options.get("timesteps") is not None and not positive(options["timesteps"]):
+        problems.append("timesteps must be a positive integer or null")
+    for key in ("hard_reset", "lava_compatible"):
+        if not isinstance(options.get(key, False), bool):
+            problems.append(f"{key} must be true or false")
+    if options.get("bntt") not in (None, "fold", "schedule"):
+        problems.append("bntt must be 'fold', 'schedule' or null")
+    if options.get("bntt_statistic", "mean") not in STATISTICS:
+        problems.append(f"bntt_statistic must be one of {', '.join(STATISTICS)}")
+    if problems:
+        raise BadInputFileError(cj, "bad compile options: " + "; ".join(problems),
+                                hint="re-run the compile")
+
+
+def _compiled_steps(doc: dict[str, Any], options: dict[str, Any], graph: Graph) -> int | None:
+    """The compile's ``T``: ``--timesteps``, else the model's, else netx's ``tSample``."""
+    netx_sim = graph.metadata.get("netx", {}).get("simulation", {}) \
+        if isinstance(graph.metadata.get("netx"), dict) else {}
+    for value in (options.get("timesteps"), doc.get("timesteps"),
+                  graph.metadata.get("timesteps"), netx_sim.get("tSample")):
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1:
+            return int(value)
+    return None
 
 
 def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | Path, *,

@@ -92,7 +92,7 @@ class CostReport:
                 "breakdown_j": dict(self.breakdown),
                 "preset": self.preset,
                 "scope": self.scope,
-                "per_step_j": dict(self.energy_per_step),
+                "mean_per_step_j": dict(self.energy_per_step),
                 "confidence": self.confidence,
             },
             "latency": {
@@ -196,7 +196,7 @@ def _check(activity: Activity, mapping: Any, target: Any, steps: int | None,
 
 
 def estimate(activity: Activity, mapping: Any, target: Any, *, steps: int | None = None,
-             samples: float | None = None) -> CostReport:
+             samples: float | None = None, drained: bool = False) -> CostReport:
     """Energy, time per step, latency, throughput and EDP of ``activity`` on ``target``.
 
     Args:
@@ -207,6 +207,9 @@ def estimate(activity: Activity, mapping: Any, target: Any, *, steps: int | None
         steps: time steps per inference (default: the activity's steps per run).
         samples: inferences the activity holds (default: samples × steps per run / ``steps``);
             ``steps × samples`` must equal the activity's sample-steps.
+        drained: each inference's ``steps`` already include the pipeline drain (runs of
+            ``T + D`` steps with the staggered reset, :mod:`neurodeploy.inference`): latency
+            is ``steps`` steps and inferences run one after the other (no overlap).
 
     Raises :class:`NeurodeployError` (or :class:`UnsupportedError` for ANN targets) when the
     inputs do not belong together.
@@ -262,7 +265,7 @@ def estimate(activity: Activity, mapping: Any, target: Any, *, steps: int | None
                "static": mean["static"] * steps}
     breakdown = {k: mean[k] * steps for k in ("synaptic", "neuron", "spike_noc", "static")}
     t_mean = float(t_step.mean())
-    latency = (steps + activity.pipeline_depth) * t_mean
+    latency = (steps + (0 if drained else activity.pipeline_depth)) * t_mean
     throughput = 1.0 / (steps * t_mean) if t_mean > 0 else math.inf
     e_core = (e_syn + e_neu + e_out + e_noc_core).mean(axis=0) * steps
     t_core_mean = t_core.mean(axis=0)
@@ -281,11 +284,12 @@ def estimate(activity: Activity, mapping: Any, target: Any, *, steps: int | None
         edp_j_s=per_inf["total"] * latency,
         step_time_s=t_step.tolist(), step_energy_j=(dynamic + e_static).tolist(),
         step_dynamic_j=dynamic.tolist(), per_core=per_core,
-        assumptions=_assumptions(activity, mapping, target, steps),
+        assumptions=_assumptions(activity, mapping, target, steps, drained),
     )
 
 
-def _assumptions(activity: Activity, mapping: Any, target: Any, steps: int) -> list[str]:
+def _assumptions(activity: Activity, mapping: Any, target: Any, steps: int,
+                 drained: bool = False) -> list[str]:
     en, tm, src = target.energy, target.time, target.sources
 
     def cite(key: str) -> str:
@@ -336,10 +340,14 @@ def _assumptions(activity: Activity, mapping: Any, target: Any, steps: int) -> l
         f"Energy per inference = mean energy per step x {steps} steps; static energy covers "
         "those steps only (in pipelined mode the pipeline's extra steps overlap the next "
         "input).",
-        f"Latency per inference = ({steps} steps + pipeline depth {activity.pipeline_depth}) x "
-        "mean time per step (fall-through: the last input needs one step per synapse layer to "
-        f"reach the output); throughput = 1 / ({steps} x mean time per step) (pipelined: a new "
-        "input every inference's steps).",
+        (f"Latency per inference = {steps} steps (input steps plus the pipeline drain of "
+         f"{activity.pipeline_depth} steps, each layer reset at the start of its window) x "
+         f"mean time per step; throughput = 1 / ({steps} x mean time per step): inferences "
+         "run one after the other.") if drained else
+        (f"Latency per inference = ({steps} steps + pipeline depth {activity.pipeline_depth}) x "
+         "mean time per step (fall-through: the last input needs one step per synapse layer to "
+         f"reach the output); throughput = 1 / ({steps} x mean time per step) (pipelined: a "
+         "new input every inference's steps)."),
         "Steps run as fast as their work allows (no real-time throttle).",
     ]
     if target.proxy:

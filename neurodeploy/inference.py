@@ -20,7 +20,9 @@ identically on hw_sim, Lava and Loihi.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -114,3 +116,167 @@ def output_scale(graph: Graph, name: str) -> float | None:
         scale = scale.get(name)
     ok = isinstance(scale, (int, float)) and not isinstance(scale, bool) and scale > 0
     return float(scale) if ok else None
+
+
+def trained_on(source: Path) -> str | None:
+    """The dataset spec recorded with a zoo model (``train.json`` beside it, else the
+    checkpoint's metrics), or ``None``."""
+    folder = source if source.is_dir() else source.parent
+    train_json = folder / "train.json"
+    if train_json.is_file():
+        try:
+            doc = json.loads(train_json.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            doc = None
+        spec = doc.get("data", {}).get("spec") if isinstance(doc, dict) and isinstance(
+            doc.get("data"), dict) else None
+        if isinstance(spec, str) and spec:
+            return spec
+    ckpt = source if source.suffix.lower() == ".pt" else folder / "model.pt"
+    if ckpt.is_file():
+        from .models.checkpoint import load_checkpoint
+
+        try:
+            _, _, metrics = load_checkpoint(ckpt)
+        except NeurodeployError:
+            return None
+        spec = metrics.get("data")
+        if isinstance(spec, str) and spec:
+            return spec
+    return None
+
+
+def load_eval_data(spec: str, samples: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray,
+                                                                          str]:
+    """``(x float64, y int64, dataset name)``: ``samples`` test samples of dataset ``spec``
+    shaped for a model taking ``shape`` (flat models take flattened images)."""
+    from .models.data import load_dataset, subset
+
+    data = subset(load_dataset(spec, split="test"), samples)
+    x = data.x.numpy().astype(np.float64)
+    if tuple(data.in_shape) != shape:
+        if len(shape) == 1 and int(np.prod(data.in_shape)) == shape[0]:
+            x = x.reshape(len(x), -1)  # e.g. lava-dl's flat MNIST networks
+        else:
+            raise NeurodeployError(
+                f"data {spec!r} has samples of shape {tuple(data.in_shape)}, the compiled "
+                f"model takes {shape}; give the dataset the model was trained on")
+    return x, data.y.numpy().astype(np.int64), data.name
+
+
+def evaluate(folder: str | Path, data: str | None = None, samples: int | None = None, *,
+             batch: int = 64, device: str = "cpu", account: bool = True,
+             progress: bool = False, log: Any = None) -> dict[str, Any]:
+    """Run a compile folder's network on ``samples`` test samples of ``data`` with hw_sim
+    (staggered reset, module docstring), counting events with the folder's mapping.
+
+    ``data`` defaults to the dataset the model was trained on (when recorded); ``samples``
+    to the whole test split. Returns a JSON-able dict: ``compiled`` (folder), ``model``,
+    ``target``, ``data``, ``samples``, ``steps``, ``pipeline_depth``, ``accuracy``
+    (deployed, and the float model's test accuracy recorded at training when known),
+    ``spike_counts`` (per layer, per sample), ``sim_time_s``, and with ``account``
+    ``activity`` (:meth:`neurodeploy.accounting.Activity.to_dict`) and ``cost``
+    (:meth:`neurodeploy.cost.CostReport.to_dict`).
+    """
+    import time
+
+    from .compile import read_compiled
+    from .mapping import Mapping
+    from .targets import load_target
+
+    if batch < 1:
+        raise NeurodeployError(f"batch must be >= 1, got {batch}")
+    if samples is not None and samples < 1:
+        raise NeurodeployError(f"samples must be >= 1, got {samples}")
+    say = log or (lambda message: None)
+    comp = read_compiled(folder)
+    graph, steps = comp.graph, comp.steps
+    source = comp.doc.get("model")
+    src_path = Path(source) if isinstance(source, str) and Path(source).exists() else None
+    if data is None:
+        data = trained_on(src_path) if src_path is not None else None
+        if data is None:
+            raise NeurodeployError(f"{folder}: no dataset recorded with the model; give one "
+                                   "(--data digits, mnist5k, a .npz file or an image folder)")
+    shape = tuple(graph.shapes[graph.inputs[0]])
+    x, y, name = load_eval_data(data, samples if samples is not None else 10 ** 9, shape)
+    mapping_path = comp.path / "mapping.json"
+    target_spec = comp.doc.get("target_path")
+    target = load_target(target_spec if isinstance(target_spec, str)
+                         and Path(target_spec).is_file() else comp.doc.get("target"))
+    mapping = None
+    accountant = None
+    if account:
+        try:
+            mapping_doc = json.loads(mapping_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            from .errors import BadInputFileError
+
+            raise BadInputFileError(mapping_path, f"cannot read it ({err})",
+                                    hint="re-run the compile") from None
+        mapping = Mapping.from_json(mapping_doc, mapping_path)
+        from .accounting import Accountant
+
+        accountant = Accountant(graph, mapping, device=device)
+    out = graph.outputs[0] if graph.outputs else graph.neurons[-1]
+    scale = output_scale(graph, out)
+    say(f"{comp.path}: {len(x)} {name} test samples x {steps} steps on hw_sim ({device})")
+    chunks = [(a, min(a + batch, len(x))) for a in range(0, len(x), batch)]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(x), desc="simulate", unit="sample")
+    correct = 0
+    counts: dict[str, list[np.ndarray]] = {n: [] for n in graph.neurons}
+    sim_time = 0.0
+    t0 = time.perf_counter()
+    for a, b in chunks:
+        inputs = deployed_inputs(graph, x[a:b], steps, offset=a)
+        value = scale is not None
+        res = run_deployed(graph, inputs, record={out: ["v" if value else "s"]},
+                           observer=accountant, device=device)
+        sim_time += res.sim_time_s
+        trace = window(graph, out, res.traces[f"{out}.{'v' if value else 's'}"], steps)
+        score = trace[..., -1] if value else trace.sum(axis=-1)
+        pred = score.reshape(b - a, -1).argmax(axis=1)
+        correct += int((pred == y[a:b]).sum())
+        for n in graph.neurons:
+            counts[n].append(res.spike_counts[n])
+        if bar is not None:
+            bar.update(b - a)
+    if bar is not None:
+        bar.close()
+    accuracy: dict[str, Any] = {"deployed": correct / len(x)}
+    float_acc = _recorded_accuracy(src_path)
+    if float_acc is not None:
+        accuracy["float (training)"] = float_acc
+    doc: dict[str, Any] = {
+        "compiled": str(comp.path.resolve()), "model": source if isinstance(source, str)
+        else str(comp.path), "target": target.name, "data": name, "samples": len(x),
+        "steps": steps, "pipeline_depth": depth_of_outputs(graph), "accuracy": accuracy,
+        "spike_counts": {n: np.concatenate(c).tolist() for n, c in counts.items()},
+        "sim_time_s": sim_time, "wall_time_s": time.perf_counter() - t0, "device": device,
+    }
+    if accountant is not None:
+        from .cost import estimate
+
+        activity = accountant.result()
+        doc["activity"] = activity.to_dict(per_step=True)
+        doc["cost"] = estimate(activity, mapping, target, steps=steps + depth_of_outputs(graph),
+                               samples=len(x), drained=True).to_dict()
+    return doc
+
+
+def _recorded_accuracy(source: Path | None) -> float | None:
+    """The test accuracy recorded when the source model was trained (``train.json``)."""
+    if source is None:
+        return None
+    folder = source if source.is_dir() else source.parent
+    try:
+        doc = json.loads((folder / "train.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    value = doc.get("test_accuracy") if isinstance(doc, dict) else None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else None

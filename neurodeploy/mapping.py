@@ -437,6 +437,40 @@ class Mapping:
         ta, tb = self.cores[core_a].tile, self.cores[core_b].tile
         return abs(ta[0] - tb[0]), abs(ta[1] - tb[1])
 
+    @classmethod
+    def from_json(cls, doc: dict[str, Any], source: Any = "mapping.json") -> Mapping:
+        """The mapping a ``mapping.json`` document (:meth:`to_json`) describes; raises
+        :class:`~neurodeploy.errors.BadInputFileError` naming ``source`` when it is not one."""
+        from .errors import BadInputFileError
+
+        try:
+            cores = [CoreSlice(core=int(r["core"]), chip=int(r["chip"]),
+                               tile=(int(r["tile"][0]), int(r["tile"][1])), layer=str(r["layer"]),
+                               start=int(r["first_neuron"]), neurons=int(r["neurons"]),
+                               synaptic_memory_bits=int(r["synaptic_memory_bits"]),
+                               input_axons=int(r["input_axons"]),
+                               output_axons=int(r["output_axons"]))
+                     for r in doc["per_core"]]
+            layers = {str(r["layer"]): {k: v for k, v in r.items() if k != "layer"}
+                      for r in doc["per_layer"]}
+            for info in layers.values():
+                if info["layout"]["kind"] not in ("flat", "tiles"):
+                    raise ValueError(f"layout kind {info['layout']['kind']!r}")
+            mapping = cls(target=str(doc["target"]),
+                          limits={k: int(v) for k, v in doc["limits_per_core"].items()},
+                          cores=cores, layers=layers, chips_used=int(doc["chips_used"]),
+                          cores_per_chip=int(doc["cores_per_chip"]),
+                          mesh_tiles=(int(doc["mesh_tiles"][0]), int(doc["mesh_tiles"][1])),
+                          cores_per_tile=int(doc["cores_per_tile"]),
+                          synapse_encoding=dict(doc.get("synapse_encoding", {})),
+                          warnings=list(doc.get("warnings", [])))
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise BadInputFileError(source, f"not a neurodeploy mapping ({err!r}); compile the "
+                                            "model again") from None
+        if [c.core for c in cores] != list(range(len(cores))):
+            raise BadInputFileError(source, "per_core rows are not cores 0..N-1 in order")
+        return mapping
+
     def to_json(self) -> dict[str, Any]:
         """The ``mapping.json`` document: totals, per-layer and per-core utilization."""
         def util(use: dict[str, int]) -> dict[str, float]:

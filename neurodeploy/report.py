@@ -859,12 +859,19 @@ def _figure_html(fig: Any, salt: str, caption: str = "") -> str:
     return f'<figure>{svg}{cap}</figure>'
 
 
+#: Accuracy stage of the network as deployed (what the overview shows first).
+DEPLOYED_STAGE = "deployed"
+
+
 def _overview(doc: Mapping[str, Any]) -> str:
     cards: list[tuple[str, str, str]] = []
     e, lat, m = doc.get("energy"), doc.get("latency"), doc.get("mapping")
     acc = [r for r in doc.get("accuracy") or [] if r.get("accuracy") is not None]
-    if acc:
-        cards.append(("accuracy", _pct(acc[-1]["accuracy"]), f"stage {acc[-1]['stage']}"))
+    if acc:  # the deployed network's, else the last fixed-point stage's, else the last
+        pick = next((r for r in acc if r["stage"] == DEPLOYED_STAGE),
+                    next((r for r in reversed(acc) if r["stage"] in ("hw_sim", "lava")),
+                         acc[-1]))
+        cards.append(("accuracy", _pct(pick["accuracy"]), f"stage {pick['stage']}"))
     if e:
         cards.append(("energy / inference", si(e["per_inference_j"]["total"], "J"),
                       f"dynamic {si(e['per_inference_j']['dynamic'], 'J')} · static "

@@ -80,7 +80,6 @@ quantized graph's one-step skew between the paths of a residual block or skip co
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -94,7 +93,8 @@ from .ir import BNTT, I, Graph, QCubaLIF
 from .ir.nodes import VTH_MANT_MAX
 from .outdir import jsonable
 from .simulation import pipeline_depths
-from .inference import DeployedInputs, deployed_inputs, output_scale, run_deployed, window
+from .compile import CompiledFolder, read_compiled
+from .inference import DeployedInputs, load_eval_data, trained_on, deployed_inputs, output_scale, run_deployed, window
 
 FORMAT = "neurodeploy-verify"
 VERSION = 1
@@ -106,8 +106,6 @@ FIXED_STAGES = ("quantized", "hw_sim", "lava")
 TRACE_BUDGET_BYTES = 1 << 27
 #: Relative tolerance of float-vs-fixed potential comparisons (float64 rounding only).
 FLOAT_RTOL = 1e-9
-COMPILE_FORMAT = "neurodeploy-compile"
-COMPILE_VERSION = 1
 
 
 # ============================================================================================
@@ -115,98 +113,7 @@ COMPILE_VERSION = 1
 # ============================================================================================
 
 
-@dataclass
-class _Folder:
-    path: Path
-    doc: dict[str, Any]
-    graph: Graph  # model.ir.h5
-    steps: int
-    quantized_source: bool  # compiled from a float model (quantize ran)
-
-
-def _read_folder(folder: str | Path) -> _Folder:
-    from .ir.serialize import load_graph
-
-    path = Path(folder)
-    hint = "make one with: neurodeploy compile MODEL --target TARGET --out DIR"
-    if not path.exists():
-        raise BadInputFileError(path, "no such folder", hint=hint)
-    if not path.is_dir():
-        raise BadInputFileError(path, "not a folder; give a compile output folder", hint=hint)
-    cj = path / "compile.json"
-    if not cj.is_file():
-        raise BadInputFileError(path, "not a compile folder (no compile.json)", hint=hint)
-    try:
-        doc = json.loads(cj.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise BadInputFileError(cj, f"not valid JSON ({' '.join(str(err).split())})",
-                                hint="re-run the compile") from None
-    if not isinstance(doc, dict) or doc.get("format") != COMPILE_FORMAT:
-        raise BadInputFileError(cj, f"format is not {COMPILE_FORMAT!r}", hint=hint)
-    if doc.get("version") != COMPILE_VERSION:
-        raise BadInputFileError(cj, f"compile.json version {doc.get('version')!r} is not "
-                                f"supported (this neurodeploy reads {COMPILE_VERSION})",
-                                hint="re-run the compile")
-    options = doc.get("options")
-    if not isinstance(options, dict):
-        raise BadInputFileError(cj, "lacks the compile options ('options')",
-                                hint="re-run the compile with this neurodeploy")
-    _check_options(cj, options)
-    ir = path / "model.ir.h5"
-    if not ir.is_file():
-        raise BadInputFileError(ir, "no such file (the compile folder is incomplete)",
-                                hint="re-run the compile")
-    graph = load_graph(ir)
-    if graph.stage != "fixed":
-        raise BadInputFileError(ir, f"holds a {graph.stage}-stage graph, not the fixed-point "
-                                "network a compile writes", hint="re-run the compile")
-    if len(graph.inputs) != 1:
-        raise BadInputFileError(ir, f"has {len(graph.inputs)} Input nodes; verification "
-                                "needs exactly one")
-    steps = _steps(doc, options, graph)
-    if steps is None:
-        raise BadInputFileError(cj, "records no number of time steps",
-                                hint="re-compile with --timesteps T")
-    return _Folder(path, doc, graph, steps, isinstance(doc.get("quantization"), dict))
-
-
-def _check_options(cj: Path, options: dict[str, Any]) -> None:
-    from .passes.bntt import STATISTICS
-
-    def positive(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-    problems = []
-    if options.get("calib") is not None and not isinstance(options["calib"], str):
-        problems.append("calib must be a dataset spec (string) or null")
-    if not positive(options.get("calib_samples", 64)):
-        problems.append("calib_samples must be a positive integer")
-    if options.get("timesteps") is not None and not positive(options["timesteps"]):
-        problems.append("timesteps must be a positive integer or null")
-    for key in ("hard_reset", "lava_compatible"):
-        if not isinstance(options.get(key, False), bool):
-            problems.append(f"{key} must be true or false")
-    if options.get("bntt") not in (None, "fold", "schedule"):
-        problems.append("bntt must be 'fold', 'schedule' or null")
-    if options.get("bntt_statistic", "mean") not in STATISTICS:
-        problems.append(f"bntt_statistic must be one of {', '.join(STATISTICS)}")
-    if problems:
-        raise BadInputFileError(cj, "bad compile options: " + "; ".join(problems),
-                                hint="re-run the compile")
-
-
-def _steps(doc: dict[str, Any], options: dict[str, Any], graph: Graph) -> int | None:
-    """The compile's ``T``: ``--timesteps``, else the model's, else netx's ``tSample``."""
-    netx_sim = graph.metadata.get("netx", {}).get("simulation", {}) \
-        if isinstance(graph.metadata.get("netx"), dict) else {}
-    for value in (options.get("timesteps"), doc.get("timesteps"),
-                  graph.metadata.get("timesteps"), netx_sim.get("tSample")):
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1:
-            return int(value)
-    return None
-
-
-def _source_path(folder: _Folder) -> Path:
+def _source_path(folder: CompiledFolder) -> Path:
     source = folder.doc.get("model")
     cj = folder.path / "compile.json"
     if not isinstance(source, str) or not source:
@@ -222,34 +129,6 @@ def _source_path(folder: _Folder) -> Path:
     return path
 
 
-def _trained_on(source: Path) -> str | None:
-    """The dataset spec recorded with a zoo model (``train.json`` beside it, else the
-    checkpoint's metrics), or ``None``."""
-    folder = source if source.is_dir() else source.parent
-    train_json = folder / "train.json"
-    if train_json.is_file():
-        try:
-            doc = json.loads(train_json.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
-            doc = None
-        spec = doc.get("data", {}).get("spec") if isinstance(doc, dict) and isinstance(
-            doc.get("data"), dict) else None
-        if isinstance(spec, str) and spec:
-            return spec
-    ckpt = source if source.suffix.lower() == ".pt" else folder / "model.pt"
-    if ckpt.is_file():
-        from .models.checkpoint import load_checkpoint
-
-        try:
-            _, _, metrics = load_checkpoint(ckpt)
-        except NeurodeployError:
-            return None
-        spec = metrics.get("data")
-        if isinstance(spec, str) and spec:
-            return spec
-    return None
-
-
 # ============================================================================================
 # Stage graphs
 # ============================================================================================
@@ -260,7 +139,7 @@ def _stage_graph(stage: str, graph: Graph) -> Graph:
     return graph
 
 
-def _requantize(folder: _Folder, float_graph: Graph) -> Graph:
+def _requantize(folder: CompiledFolder, float_graph: Graph) -> Graph:
     """The compile's fold/quantize steps again, with its recorded options and target."""
     from .compile import calibration_samples, fixed_point
     from .targets import load_target
@@ -487,22 +366,6 @@ def _pair_result(pair: _PairStats, layers: list[_Layer]) -> dict[str, Any]:
 # ============================================================================================
 
 
-def _load_data(spec: str, samples: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray,
-                                                                          str]:
-    from .models.data import load_dataset, subset
-
-    data = subset(load_dataset(spec, split="test"), samples)
-    x = data.x.numpy().astype(np.float64)
-    if tuple(data.in_shape) != shape:
-        if len(shape) == 1 and int(np.prod(data.in_shape)) == shape[0]:
-            x = x.reshape(len(x), -1)  # e.g. lava-dl's flat MNIST networks
-        else:
-            raise NeurodeployError(
-                f"data {spec!r} has samples of shape {tuple(data.in_shape)}, the compiled "
-                f"model takes {shape}; give the dataset the model was trained on")
-    return x, data.y.numpy().astype(np.int64), data.name
-
-
 def _float_input(graph: Graph, x: np.ndarray, steps: int, offset: int) -> np.ndarray:
     """What the float graph's Input gets: the batch, or Poisson trains drawn from it."""
     meta = graph.metadata
@@ -579,7 +442,7 @@ def verify(dir: str | Path, data: str | Path | None = None, samples: int = 100, 
     if unknown or not wanted:
         raise NeurodeployError(f"unknown stage(s) {', '.join(map(repr, unknown)) or '(none)'}; "
                                f"choose from {', '.join(STAGES)}")
-    folder = _read_folder(dir)
+    folder = read_compiled(dir)
     stored = folder.graph
     T = folder.steps
     notes: list[str] = []
@@ -640,14 +503,14 @@ def verify(dir: str | Path, data: str | Path | None = None, samples: int = 100, 
         src = folder.doc.get("model")
         if source is None and isinstance(src, str) and src and Path(src).exists():
             source = Path(src)
-        data = _trained_on(source) if source is not None else None
+        data = trained_on(source) if source is not None else None
         if data is None:
             raise NeurodeployError("no data given and the model records no training dataset; "
                                    "give data= (--data DATA), e.g. digits or mnist5k")
     data = str(data)
     in_shape = tuple(stored.shapes[stored.inputs[0]])
     log(f"loading {data} (test split, {samples} samples)")
-    x, y, data_name = _load_data(data, int(samples), in_shape)
+    x, y, data_name = load_eval_data(data, int(samples), in_shape)
     n = len(x)
     k = min(int(lava_samples), n) if "lava" in ran else 0
 

@@ -250,3 +250,25 @@ def test_flatten_and_recurrent_sources(tmp_path):
     positions = int((w.reshape(6, 2, 4) != 0).any(axis=(0, 1)).sum())
     assert lif_core.input_axons == positions + int((rec != 0).any(axis=0).sum())
     assert m.layers["lif"]["synapses"] == ["fc", "fc.rec"]
+
+
+def test_mapping_json_round_trip(tmp_path):
+    import json
+
+    from neurodeploy.errors import BadInputFileError
+    from neurodeploy.mapping import Mapping
+
+    w = np.full((4, 2, 3, 3), 2)
+    g = Graph.chain([("input", Input(shape=(2, 5, 5))), ("conv", QConv2d(weight=w)),
+                     ("lif", _lif((4, 3, 3))), ("flat", Flatten()),
+                     ("fc", QDense(weight=np.ones((5, 36), int) * 2)), ("out", _lif(5))])
+    t = _target(tmp_path, **{"neurons_per_core = 1024": "neurons_per_core = 4"})
+    m = map_graph(g, t)
+    doc = json.loads(json.dumps(m.to_json()))
+    back = Mapping.from_json(doc)
+    assert back.to_json() == m.to_json()
+    assert np.array_equal(back.core_of("lif", (4, 3, 3)), m.core_of("lif", (4, 3, 3)))
+    assert back.hops(0, back.cores_used - 1) == m.hops(0, m.cores_used - 1)
+    del doc["per_core"][0]["tile"]
+    with pytest.raises(BadInputFileError, match="not a neurodeploy mapping"):
+        Mapping.from_json(doc, tmp_path / "mapping.json")
