@@ -80,6 +80,17 @@ def calibration_samples(calib: str | None, samples: int, in_shape: tuple[int, ..
 BNTT_MODES = ("fold", "schedule")
 
 
+def mapping_text(doc: dict[str, Any]) -> str:
+    """``mapping.json`` text: indented, one compact line per core (large networks have
+    hundreds of thousands of cores; fully indented they take seconds and 40 % more bytes)."""
+    rows = doc["per_core"]
+    head = json.dumps({**doc, "per_core": []}, indent=1)
+    if not rows:
+        return head + "\n"
+    body = ",\n  ".join(json.dumps(row, separators=(",", ":")) for row in rows)
+    return head.replace('"per_core": []', '"per_core": [\n  ' + body + "\n ]", 1) + "\n"
+
+
 def fixed_point(graph: Graph, target: Any, *, calib: np.ndarray | None = None,
                 steps: int | None = None, hard_reset: bool = False, bntt: str = "fold",
                 bntt_statistic: str = "mean",
@@ -298,7 +309,7 @@ def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | 
         except NeurodeployError as err:
             steps.warnings.append(f"network.net not written: {err} (model.ir.h5 holds the "
                                   "network; --hard-reset makes soft-reset networks netx-ready)")
-        (tmp / "mapping.json").write_text(json.dumps(mapping.to_json(), indent=1) + "\n")
+        (tmp / "mapping.json").write_text(mapping_text(mapping.to_json()))
         files += ["mapping.json", "compile.json"]
         steps.rows.append({"step": "write", "seconds": round(time.perf_counter() - t0, 6)})
         doc.update({"files": files, "steps": steps.rows, "warnings": steps.warnings,
