@@ -70,6 +70,7 @@ import torch.nn.functional as F
 
 from .errors import NeurodeployError, UnsupportedError
 from .ir import Add, Concat, Flatten, Graph, Input, Node, QConv2d, QCubaLIF, QDense, QSumPool2d
+from .mapping import SourceBlock, source_blocks
 from .simulation import pipeline_depths
 
 #: Source core index of messages that come from the host (input events).
@@ -235,15 +236,6 @@ COUNTING_RULES = [
 
 
 @dataclass
-class _Block:
-    """A contiguous block of a synapse's flat input and the node it comes from."""
-
-    layer: str | None  # neuron layer, or None for the host input
-    node: str  # the neuron layer or Input node
-    offset: int
-    size: int
-
-
 @dataclass
 class _Conn:
     """A synapse node (or a recurrent matrix) feeding a neuron layer."""
@@ -251,45 +243,18 @@ class _Conn:
     name: str  # key of mapping.synapse_encoding
     node: Node
     target: str
-    blocks: list[_Block]
+    blocks: list[SourceBlock]
     in_shape: tuple[int, ...]
     weight: np.ndarray | None = None  # dense matrices only (out, in)
     binary_host: bool = False  # fed by a binary Input directly (hw_sim binarizes its events)
 
 
-def _walk_sources(graph: Graph, start: str, shapes: dict, what: str) -> list[_Block]:
-    """Blocks of the flat vector made by ``start`` (through Flatten/Concat) and their sources."""
-    out: list[_Block] = []
-
-    def walk(name: str, offset: int) -> None:
-        node = graph.nodes[name]
-        size = int(np.prod(shapes[name]))
-        if node.is_neuron:
-            out.append(_Block(name, name, offset, size))
-        elif isinstance(node, Input):
-            out.append(_Block(None, name, offset, size))
-        elif isinstance(node, Flatten):
-            walk(graph.predecessors(name)[0], offset)
-        elif isinstance(node, Concat) and node.axis == 0:
-            pos = offset
-            for pred in graph.predecessors(name):
-                walk(pred, pos)
-                pos += int(np.prod(shapes[pred]))
-        else:
-            raise UnsupportedError(
-                f"{name} ({node.type_name}): event accounting follows {what} through Flatten "
-                "and Concat(axis=0) only; legalize the graph first")
-
-    walk(start, 0)
-    return out
-
-
-def _trace(graph: Graph) -> tuple[list[_Conn], list[tuple[str, _Block]]]:
+def _trace(graph: Graph) -> tuple[list[_Conn], list[tuple[str, SourceBlock]]]:
     """Every synapse into every neuron layer, and the host input blocks that feed a neuron
     layer directly (without a synapse)."""
     shapes = graph.shapes
     conns: list[_Conn] = []
-    direct: list[tuple[str, _Block]] = []
+    direct: list[tuple[str, SourceBlock]] = []
     for neuron in graph.neurons:
         queue = list(graph.predecessors(neuron))
         while queue:
@@ -299,7 +264,7 @@ def _trace(graph: Graph) -> tuple[list[_Conn], list[tuple[str, _Block]]]:
                 queue.extend(graph.predecessors(name))
             elif isinstance(node, (QDense, QConv2d, QSumPool2d)):
                 pred = graph.predecessors(name)[0]
-                blocks = _walk_sources(graph, pred, shapes, "synapse inputs")
+                blocks = source_blocks(graph, pred, shapes)
                 pnode = graph.nodes[pred]
                 conns.append(_Conn(name, node, neuron, blocks, tuple(shapes[pred]),
                                    getattr(node, "weight", None),
@@ -308,12 +273,12 @@ def _trace(graph: Graph) -> tuple[list[_Conn], list[tuple[str, _Block]]]:
                 if rec is not None:
                     n = int(np.prod(shapes[neuron]))
                     conns.append(_Conn(f"{name}.rec", node, neuron,
-                                       [_Block(neuron, neuron, 0, n)], (n,), np.asarray(rec)))
+                                       [SourceBlock(neuron, neuron, 0, n)], (n,), np.asarray(rec)))
             elif node.is_synapse:
                 raise UnsupportedError(f"{name} ({node.type_name}): event accounting needs a "
                                        "fixed-point graph (QDense, QConv2d, QSumPool2d)")
             elif isinstance(node, (Input, Flatten, Concat)) or node.is_neuron:
-                for block in _walk_sources(graph, name, shapes, "direct inputs"):
+                for block in source_blocks(graph, name, shapes):
                     if block.layer is not None:
                         raise UnsupportedError(
                             f"{neuron}: fed by neuron layer {block.layer} without a synapse; "
@@ -342,7 +307,7 @@ def _input_bound(graph: Graph, conn: _Conn) -> float:
 
 
 def _checks_needed(graph: Graph, name: str, conns: list[_Conn],
-                   direct: list[tuple[str, _Block]]) -> tuple[bool, bool, bool, bool]:
+                   direct: list[tuple[str, SourceBlock]]) -> tuple[bool, bool, bool, bool]:
     """Which terms of the active-update test can matter for layer ``name`` beyond "u or v
     non-zero before or after the update" — ``(spike, input)`` — and two shortcuts for ``u``:
     ``u_is_a`` (``u == 64·a`` exactly: no current memory, no wrap, so ``a`` can stand for

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cached_property
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -54,12 +54,43 @@ RESOURCES = ("neurons", "synaptic_memory_bits", "input_axons", "output_axons")
 
 
 @dataclass(frozen=True)
-class _Source:
-    """One contiguous block of a synapse's input vector and where it comes from."""
+class SourceBlock:
+    """One contiguous block of a synapse's flat input and where it comes from."""
 
     layer: str | None  # neuron layer, or None for the graph input (host)
+    node: str  # the neuron layer or the Input node
     offset: int  # position of the block in the synapse's flat input
     size: int
+
+
+def source_blocks(graph: Graph, start: str, shapes: dict[str, tuple[int, ...]]
+                  ) -> list[SourceBlock]:
+    """The blocks of the flat vector node ``start`` makes, traced back through Flatten and
+    Concat(axis=0) to neuron layers or the input (mapping and event accounting read synapse
+    inputs this way)."""
+    out: list[SourceBlock] = []
+
+    def walk(node_name: str, offset: int) -> None:
+        node = graph.nodes[node_name]
+        size = int(np.prod(shapes[node_name]))
+        if node.is_neuron:
+            out.append(SourceBlock(node_name, node_name, offset, size))
+        elif isinstance(node, Input):
+            out.append(SourceBlock(None, node_name, offset, size))
+        elif isinstance(node, Flatten):
+            walk(graph.predecessors(node_name)[0], offset)
+        elif isinstance(node, Concat) and node.axis == 0:
+            pos = offset
+            for pred in graph.predecessors(node_name):
+                walk(pred, pos)
+                pos += int(np.prod(shapes[pred]))
+        else:
+            raise UnsupportedError(
+                f"{node_name} ({node.type_name}): synapses must be fed by neuron layers "
+                "through Flatten/Concat(axis=0) only; legalize the graph first")
+
+    walk(start, 0)
+    return out
 
 
 @dataclass
@@ -67,7 +98,7 @@ class _Synapse:
     name: str
     node: Node
     target: str  # neuron layer it feeds
-    sources: list[_Source]
+    sources: list[SourceBlock]
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     recurrent: bool = False
@@ -80,32 +111,9 @@ class _Synapse:
         return int(np.prod(self.in_shape))
 
 
-def _sources(graph: Graph, name: str, shapes: dict[str, tuple[int, ...]]) -> list[_Source]:
-    """Trace a synapse's input back through Flatten/Concat to neuron layers or the input."""
-    out: list[_Source] = []
-
-    def walk(node_name: str, offset: int) -> None:
-        node = graph.nodes[node_name]
-        size = int(np.prod(shapes[node_name]))
-        if node.is_neuron:
-            out.append(_Source(node_name, offset, size))
-        elif isinstance(node, Input):
-            out.append(_Source(None, offset, size))
-        elif isinstance(node, Flatten):
-            walk(graph.predecessors(node_name)[0], offset)
-        elif isinstance(node, Concat) and node.axis == 0:
-            pos = offset
-            for pred in graph.predecessors(node_name):
-                walk(pred, pos)
-                pos += int(np.prod(shapes[pred]))
-        else:
-            raise UnsupportedError(
-                f"{node_name} ({node.type_name}): mapping needs synapses fed by neuron layers "
-                "through Flatten/Concat only; legalize the graph first")
-
-    for pred in graph.predecessors(name):
-        walk(pred, 0)
-    return out
+def _sources(graph: Graph, name: str, shapes: dict[str, tuple[int, ...]]) -> list[SourceBlock]:
+    """The input blocks of synapse ``name``."""
+    return [b for pred in graph.predecessors(name) for b in source_blocks(graph, pred, shapes)]
 
 
 def _synapses_into(graph: Graph, neuron: str, shapes: dict[str, tuple[int, ...]]
@@ -131,7 +139,7 @@ def _synapses_into(graph: Graph, neuron: str, shapes: dict[str, tuple[int, ...]]
             if rec is not None:
                 size = int(np.prod(shapes[neuron]))
                 found.append(_Synapse(f"{name}.rec", QDense(weight=rec), neuron,
-                                      [_Source(neuron, 0, size)], (size,), (size,),
+                                      [SourceBlock(neuron, neuron, 0, size)], (size,), (size,),
                                       recurrent=True))
         elif isinstance(node, (Input, Flatten, Concat)) or node.is_neuron:
             continue  # direct (bias) input into the neuron: no synapses
