@@ -311,6 +311,44 @@ def build_parser() -> argparse.ArgumentParser:
     cmpr.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     cmpr.set_defaults(func=cmd_compare)
 
+    sam_ = sub.add_parser(
+        "sam", help="Spike Activation Maps: float, on-chip accumulator, Grad-CAM comparison",
+        description="Spike Activation Maps (SAM) of a model's conv spiking layers: the float\n"
+                    "reference and the on-chip fixed-point accumulator of the deployed model,\n"
+                    "Grad-CAM on the ANN twin and SNN Grad-CAM, localization error and drift.\n"
+                    "Writes DIR/sam.npz, DIR/sam.json, PNG figures and DIR/report.html.",
+        epilog="examples:\n  neurodeploy sam --out sam1\n"
+               "  neurodeploy sam c --data mnist5k --samples 8 --layers lif2 --gamma 0.3 "
+               "--out sam2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sam_.add_argument("model", nargs="?", default=None, metavar="MODEL_OR_DIR",
+                      help="SNN checkpoint or compile folder (default: the shipped demo CNN)")
+    sam_.add_argument("--data", default=None, metavar="DATA",
+                      help="test data (default: the dataset the model was trained on)")
+    sam_.add_argument("--samples", type=int, default=4, metavar="N")
+    sam_.add_argument("--layers", default=None, metavar="L1,L2",
+                      help="conv spiking layers (default: all)")
+    sam_.add_argument("--gamma", type=float, default=0.5, metavar="G",
+                      help="SAM kernel steepness per step, > 0 (default 0.5)")
+    sam_.add_argument("--mode", default="inclusive",
+                      choices=("inclusive", "exclusive", "official"))
+    sam_.add_argument("--ann", default=None, metavar="ANN",
+                      help="ANN for Grad-CAM (default: the trained twin <model>_ann)")
+    sam_.add_argument("--target", default="loihi2", metavar="TARGET",
+                      help="target of the in-memory compile of a checkpoint (default loihi2)")
+    sam_.add_argument("--scale", type=int, default=4096, metavar="A",
+                      help="on-chip trace increment per spike (default 4096)")
+    sam_.add_argument("--alpha-mode", default="time_sum", choices=("time_sum", "per_t"),
+                      help="SNN Grad-CAM channel weights (default: time_sum, the paper's)")
+    sam_.add_argument("--calib-samples", type=int, default=64, metavar="N")
+    sam_.add_argument("--figures", type=int, default=8, metavar="N",
+                      help="samples drawn as PNG figures (default 8)")
+    sam_.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    sam_.add_argument("--overwrite", action="store_true", help="replace a previous SAM run")
+    sam_.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    sam_.set_defaults(func=cmd_sam)
+
     tgt = sub.add_parser(
         "targets", help="list the hardware targets (or show one in full)",
         description="List the built-in targets (neuromorphic chips and ANN devices), or print\n"
@@ -478,6 +516,36 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.plot:
         save_figure(plot_comparison(cmp), args.plot)
         print(f"saved {args.plot}")
+    return 0
+
+
+def cmd_sam(args: argparse.Namespace) -> int:
+    """``neurodeploy sam``: Spike Activation Maps (see :mod:`neurodeploy.sam`)."""
+    from .sam import run_sam
+
+    result = run_sam(args.model, args.data, args.samples, args.layers, args.gamma, args.out,
+                     mode=args.mode, target=args.target, ann=args.ann, scale=args.scale,
+                     alpha_mode=args.alpha_mode, calib_samples=args.calib_samples,
+                     figures=args.figures, overwrite=args.overwrite,
+                     log=lambda message: _say(args, message))
+    print(f"SAM of {result['model']}: {result['samples']} {result['data']} samples, "
+          f"gamma {result['gamma']}, mode {result['mode']}")
+    for row in result["layers"]:
+        parts = []
+        onchip = row.get("onchip")
+        if onchip:
+            parts.append(f"on-chip error/spike {onchip['max_error_per_spike']:.2e} "
+                         f"(bound {onchip['bound']:.2e})")
+        drift = row.get("drift")
+        if drift:
+            parts.append(f"drift L1 {drift['l1']:.3f} IoU {drift['iou']:.2f}")
+        loc = row.get("localization") or {}
+        if "sam" in loc:
+            parts.append(f"localization SAM {loc['sam']['error']:.3f}")
+        if "snn_gradcam" in loc:
+            parts.append(f"SNN Grad-CAM {loc['snn_gradcam']['error']:.3f}")
+        print(f"  {row['layer']:<8} " + ", ".join(parts))
+    print(f"saved {args.out}/ (sam.npz, sam.json, figures, report.html)")
     return 0
 
 

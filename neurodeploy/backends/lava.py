@@ -147,7 +147,7 @@ def _monitor_to_ir(data: np.ndarray, spatial: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------
 
 
-def _check_supported(graph: Graph) -> None:
+def check_supported(graph: Graph) -> None:
     bad = [
         f"{name} ({node.type_name})"
         for name, node in graph.nodes.items()
@@ -190,8 +190,10 @@ def _message_bits(graph: Graph, name: str) -> int:
 # ------------------------------------------------------------------------------------------
 
 
-class _Builder:
-    """Builds the Lava processes of one sample and wires them up."""
+class ProcessBuilder:
+    """Builds the Lava processes of one sample and wires them up; after :meth:`build`,
+    ``procs`` holds every neuron and synapse process by IR node name, so callers can attach
+    their own processes (e.g. the SAM accumulator to a layer's ``s_out``)."""
 
     def __init__(self, lava: SimpleNamespace, graph: Graph, sample: np.ndarray, steps: int,
                  input_mode: str, reset_interval: int | None, reset_offset: int,
@@ -548,7 +550,7 @@ def run(
     arr = check_inputs(graph, inputs, steps, input_mode)
     if reset_interval is not None and int(reset_interval) < 1:
         raise NeurodeployError(f"reset_interval must be at least 1, got {reset_interval}")
-    _check_supported(graph)
+    check_supported(graph)
     lava = load_lava()
     lava.conv_utils.TORCH_IS_AVAILABLE = False  # keep Lava's exact scipy convolution path
     run_cfg = lava.run_configs.Loihi2SimCfg(select_tag="fixed_pt")
@@ -557,7 +559,7 @@ def run(
     per_sample: list[dict[str, np.ndarray]] = []
     sim_time = 0.0
     for sample in arr:
-        builder = _Builder(
+        builder = ProcessBuilder(
             lava, graph, sample, steps, input_mode,
             None if reset_interval is None else int(reset_interval), int(reset_offset),
             record_map,
