@@ -29,7 +29,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/neurodeploy simulate pilotnet --out demo-out
+	$(VENV)/bin/neurodeploy compile models/checkpoints/demo_cnn --target loihi2 --calib mnist5k --out demo-out/compiled --overwrite -q
+	$(VENV)/bin/neurodeploy verify demo-out/compiled --data mnist5k --samples 100 --lava-samples 1 -q
+	$(VENV)/bin/neurodeploy simulate demo-out/compiled --data mnist5k --out demo-out/run
+	$(VENV)/bin/neurodeploy report demo-out/run -q
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -36,7 +36,7 @@ from .simulation import INPUT_MODES, RECORDABLE, RunResult
 #: Simulation backends :func:`simulate` can run.
 BACKENDS = ("hw_sim", "lava")
 #: The files :func:`save_run` writes; a folder holding only these may be overwritten.
-OUTPUT_FILES = ("trace.npz", "summary.json")
+OUTPUT_FILES = ("trace.npz", "summary.json", "report.json", "report.html")
 
 PathLike = Union[str, "os.PathLike[str]"]
 
