@@ -69,8 +69,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import NeurodeployError, UnsupportedError
-from .ir import Add, Concat, Flatten, Graph, Input, Node, QConv2d, QCubaLIF, QDense, QSumPool2d
-from .mapping import SourceBlock, source_blocks
+from .ir import Graph, Input, Node, QConv2d, QCubaLIF, QDense, QSumPool2d
+from .mapping import SourceBlock, incoming, source_blocks
 from .simulation import pipeline_depths
 
 #: Source core index of messages that come from the host (input events).
@@ -236,7 +236,6 @@ COUNTING_RULES = [
 
 
 @dataclass
-@dataclass
 class _Conn:
     """A synapse node (or a recurrent matrix) feeding a neuron layer."""
 
@@ -256,37 +255,30 @@ def _trace(graph: Graph) -> tuple[list[_Conn], list[tuple[str, SourceBlock]]]:
     conns: list[_Conn] = []
     direct: list[tuple[str, SourceBlock]] = []
     for neuron in graph.neurons:
-        queue = list(graph.predecessors(neuron))
-        while queue:
-            name = queue.pop(0)
+        synapses, feeds = incoming(graph, neuron)
+        for name in synapses:
             node = graph.nodes[name]
-            if isinstance(node, Add):
-                queue.extend(graph.predecessors(name))
-            elif isinstance(node, (QDense, QConv2d, QSumPool2d)):
-                pred = graph.predecessors(name)[0]
-                blocks = source_blocks(graph, pred, shapes)
-                pnode = graph.nodes[pred]
-                conns.append(_Conn(name, node, neuron, blocks, tuple(shapes[pred]),
-                                   getattr(node, "weight", None),
-                                   isinstance(pnode, Input) and pnode.num_message_bits == 0))
-                rec = getattr(node, "weight_rec", None)
-                if rec is not None:
-                    n = int(np.prod(shapes[neuron]))
-                    conns.append(_Conn(f"{name}.rec", node, neuron,
-                                       [SourceBlock(neuron, neuron, 0, n)], (n,), np.asarray(rec)))
-            elif node.is_synapse:
+            if not isinstance(node, (QDense, QConv2d, QSumPool2d)):
                 raise UnsupportedError(f"{name} ({node.type_name}): event accounting needs a "
                                        "fixed-point graph (QDense, QConv2d, QSumPool2d)")
-            elif isinstance(node, (Input, Flatten, Concat)) or node.is_neuron:
-                for block in source_blocks(graph, name, shapes):
-                    if block.layer is not None:
-                        raise UnsupportedError(
-                            f"{neuron}: fed by neuron layer {block.layer} without a synapse; "
-                            "a core can only receive spikes through synapses")
-                    direct.append((neuron, block))
-            else:
-                raise UnsupportedError(f"{name} ({node.type_name}): event accounting cannot "
-                                       "follow this node; legalize the graph first")
+            pred = graph.predecessors(name)[0]
+            blocks = source_blocks(graph, pred, shapes)
+            pnode = graph.nodes[pred]
+            conns.append(_Conn(name, node, neuron, blocks, tuple(shapes[pred]),
+                               getattr(node, "weight", None),
+                               isinstance(pnode, Input) and pnode.num_message_bits == 0))
+            rec = getattr(node, "weight_rec", None)
+            if rec is not None:
+                n = int(np.prod(shapes[neuron]))
+                conns.append(_Conn(f"{name}.rec", node, neuron,
+                                   [SourceBlock(neuron, neuron, 0, n)], (n,), np.asarray(rec)))
+        for name in feeds:
+            for block in source_blocks(graph, name, shapes):
+                if block.layer is not None:
+                    raise UnsupportedError(
+                        f"{neuron}: fed by neuron layer {block.layer} without a synapse; "
+                        "a core can only receive spikes through synapses")
+                direct.append((neuron, block))
     return conns, direct
 
 

@@ -116,10 +116,13 @@ def _sources(graph: Graph, name: str, shapes: dict[str, tuple[int, ...]]) -> lis
     return [b for pred in graph.predecessors(name) for b in source_blocks(graph, pred, shapes)]
 
 
-def _synapses_into(graph: Graph, neuron: str, shapes: dict[str, tuple[int, ...]]
-                   ) -> list[_Synapse]:
-    """Every synapse node whose current reaches ``neuron`` (through Add nodes)."""
-    found: list[_Synapse] = []
+def incoming(graph: Graph, neuron: str) -> tuple[list[str], list[str]]:
+    """``(synapses, direct)`` feeding neuron layer ``neuron``: the synapse nodes whose current
+    reaches it (through Add nodes), and the Input/Flatten/Concat/neuron nodes that feed it
+    without a synapse (bias input). Mapping and event accounting both read a layer's inputs
+    this way."""
+    synapses: list[str] = []
+    direct: list[str] = []
     queue = list(graph.predecessors(neuron))
     while queue:
         name = queue.pop(0)
@@ -127,25 +130,34 @@ def _synapses_into(graph: Graph, neuron: str, shapes: dict[str, tuple[int, ...]]
         if isinstance(node, Add):
             queue.extend(graph.predecessors(name))
         elif node.is_synapse:
-            pred = graph.predecessors(name)[0]
-            pop_shape = None
-            if isinstance(graph.nodes[pred], Flatten):
-                before = tuple(shapes[graph.predecessors(pred)[0]])
-                pop_shape = before if len(before) == 3 else None
-            found.append(_Synapse(name, node, neuron, _sources(graph, name, shapes),
-                                  tuple(shapes[pred]), tuple(shapes[name]),
-                                  pop_shape=pop_shape))
-            rec = getattr(node, "weight_rec", None)
-            if rec is not None:
-                size = int(np.prod(shapes[neuron]))
-                found.append(_Synapse(f"{name}.rec", QDense(weight=rec), neuron,
-                                      [SourceBlock(neuron, neuron, 0, size)], (size,), (size,),
-                                      recurrent=True))
+            synapses.append(name)
         elif isinstance(node, (Input, Flatten, Concat)) or node.is_neuron:
-            continue  # direct (bias) input into the neuron: no synapses
+            direct.append(name)
         else:
-            raise UnsupportedError(
-                f"{name} ({node.type_name}): cannot map this node; legalize the graph first")
+            raise UnsupportedError(f"{name} ({node.type_name}): cannot follow this node into "
+                                   f"{neuron}; legalize the graph first")
+    return synapses, direct
+
+
+def _synapses_into(graph: Graph, neuron: str, shapes: dict[str, tuple[int, ...]]
+                   ) -> list[_Synapse]:
+    """Every synapse whose current reaches ``neuron``, with its recurrent matrix."""
+    found: list[_Synapse] = []
+    for name in incoming(graph, neuron)[0]:  # direct (bias) inputs use no synapses
+        node = graph.nodes[name]
+        pred = graph.predecessors(name)[0]
+        pop_shape = None
+        if isinstance(graph.nodes[pred], Flatten):
+            before = tuple(shapes[graph.predecessors(pred)[0]])
+            pop_shape = before if len(before) == 3 else None
+        found.append(_Synapse(name, node, neuron, _sources(graph, name, shapes),
+                              tuple(shapes[pred]), tuple(shapes[name]), pop_shape=pop_shape))
+        rec = getattr(node, "weight_rec", None)
+        if rec is not None:
+            size = int(np.prod(shapes[neuron]))
+            found.append(_Synapse(f"{name}.rec", QDense(weight=rec), neuron,
+                                  [SourceBlock(neuron, neuron, 0, size)], (size,), (size,),
+                                  recurrent=True))
     return found
 
 
