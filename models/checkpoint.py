@@ -41,6 +41,28 @@ _LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, Type
                 zipfile.BadZipFile, struct.error, OSError)
 
 
+CHECKPOINT_NAME = "model.pt"
+
+
+def checkpoint_file(path: str | os.PathLike[str]) -> Path | None:
+    """The checkpoint ``path`` names: a ``.pt`` file itself, or a folder's ``model.pt``
+    (what ``neurodeploy train`` writes); None when there is none."""
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() == ".pt":
+        return p
+    if p.is_dir() and (p / CHECKPOINT_NAME).is_file():
+        return p / CHECKPOINT_NAME
+    return None
+
+
+def twin_checkpoint(source: str | os.PathLike[str]) -> Path | None:
+    """The trained ANN twin of an SNN checkpoint: ``model.pt`` in the folder
+    ``<SNN folder>_ann`` beside it (the shipped ``demo_cnn``/``demo_cnn_ann``), or None."""
+    p = Path(source)
+    folder = p if p.is_dir() else p.parent
+    return checkpoint_file(folder.with_name(folder.name + "_ann"))
+
+
 def _plain(value: Any, where: str) -> Any:
     """``value`` as JSON-able primitives (numbers from numpy/torch scalars become floats/ints)."""
     if value is None or isinstance(value, (bool, str)):

@@ -122,20 +122,15 @@ def trained_on(source: Path) -> str | None:
     """The dataset spec recorded with a zoo model (``train.json`` beside it, else the
     checkpoint's metrics), or ``None``."""
     folder = source if source.is_dir() else source.parent
-    train_json = folder / "train.json"
-    if train_json.is_file():
-        try:
-            doc = json.loads(train_json.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
-            doc = None
-        spec = doc.get("data", {}).get("spec") if isinstance(doc, dict) and isinstance(
-            doc.get("data"), dict) else None
-        if isinstance(spec, str) and spec:
-            return spec
-    ckpt = source if source.suffix.lower() == ".pt" else folder / "model.pt"
-    if ckpt.is_file():
-        from .models.checkpoint import load_checkpoint
+    doc = _train_json(source)
+    spec = doc.get("data", {}).get("spec") if isinstance(doc, dict) and isinstance(
+        doc.get("data"), dict) else None
+    if isinstance(spec, str) and spec:
+        return spec
+    from .models.checkpoint import checkpoint_file, load_checkpoint
 
+    ckpt = checkpoint_file(source if source.suffix.lower() == ".pt" else folder)
+    if ckpt is not None:
         try:
             _, _, metrics = load_checkpoint(ckpt)
         except NeurodeployError:
@@ -268,15 +263,18 @@ def evaluate(folder: str | Path, data: str | None = None, samples: int | None = 
     return doc
 
 
-def _recorded_accuracy(source: Path | None) -> float | None:
-    """The test accuracy recorded when the source model was trained (``train.json``)."""
-    if source is None:
-        return None
+def _train_json(source: Path) -> Any:
+    """The ``train.json`` that ``neurodeploy train`` wrote beside a model, or None."""
     folder = source if source.is_dir() else source.parent
     try:
-        doc = json.loads((folder / "train.json").read_text(encoding="utf-8"))
+        return json.loads((folder / "train.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
+
+
+def _recorded_accuracy(source: Path | None) -> float | None:
+    """The test accuracy recorded when the source model was trained (``train.json``)."""
+    doc = _train_json(source) if source is not None else None
     value = doc.get("test_accuracy") if isinstance(doc, dict) else None
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
         else None

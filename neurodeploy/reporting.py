@@ -58,20 +58,19 @@ def _mapping_doc(sim: dict[str, Any]) -> dict[str, Any]:
 
 def _ann_source(sim: dict[str, Any], ann: str | None) -> tuple[Path | None, Any]:
     """``(path of a trained ANN or None, graph-building fallback or None)``."""
+    from .models.checkpoint import checkpoint_file, twin_checkpoint
+
     if ann is not None:
         path = Path(ann)
         if not path.exists():
             raise BadInputFileError(path, "no such ANN model")
         return path, None
     model = Path(str(sim.get("model", "")))
+    twin = twin_checkpoint(model)
+    if twin is not None:
+        return twin.parent, None
     folder = model if model.is_dir() else model.parent
-    twin = folder.with_name(folder.name + "_ann")
-    if twin.is_dir() and (twin / "model.pt").is_file():
-        return twin, None
-    ckpt = model if model.suffix == ".pt" else folder / "model.pt"
-    if ckpt.is_file():
-        return None, ckpt
-    return None, None
+    return None, checkpoint_file(model if model.suffix == ".pt" else folder)
 
 
 def ann_side(sim: dict[str, Any], ann: str | None, data: str | None = None,
@@ -107,10 +106,11 @@ def ann_side(sim: dict[str, Any], ann: str | None, data: str | None = None,
 def _ann_accuracy(path: Path, data: str | None, samples: int | None) -> float | None:
     if data is None:
         return None
-    ckpt = path if path.suffix == ".pt" else path / "model.pt"
-    if not ckpt.is_file():
+    from .models.checkpoint import checkpoint_file, load_checkpoint
+
+    ckpt = checkpoint_file(path)
+    if ckpt is None:
         return None
-    from .models.checkpoint import load_checkpoint
     from .models.data import load_dataset, subset
     from .models.train import evaluate
 

@@ -612,14 +612,6 @@ class _Models:
     steps: int
 
 
-def _checkpoint_file(path: Path) -> Path | None:
-    if path.is_file() and path.suffix.lower() == ".pt":
-        return path
-    if path.is_dir() and (path / "model.pt").is_file():
-        return path / "model.pt"
-    return None
-
-
 def _load_models(model: str | Path | None) -> _Models:
     from .frontends.load import load_model
 
@@ -652,8 +644,10 @@ def _load_models(model: str | Path | None) -> _Models:
     if not _spiking_layers(graph):
         raise UnsupportedError(f"{path} has no spiking layers; SAM explains spiking networks",
                                hint="convert an ANN first (neurodeploy convert)")
+    from .models.checkpoint import checkpoint_file
+
     net = None
-    ckpt = _checkpoint_file(path)
+    ckpt = checkpoint_file(path)
     if ckpt is not None:
         from .models.checkpoint import load_checkpoint
 
@@ -799,20 +793,21 @@ def _ann_twin(ann: str | Path | None, source: Path, in_shape: tuple[int, ...]
               ) -> tuple[Any, Path | None, str | None]:
     """``(ANN model or None, its path, a note when none is used)``: ``ann``, else the
     trained twin ``<model folder>_ann`` beside the SNN."""
-    from .models.checkpoint import load_checkpoint
+    from .models.checkpoint import checkpoint_file, load_checkpoint, twin_checkpoint
 
     if ann is not None:
         path = Path(ann)
-        ckpt = _checkpoint_file(path)
+        ckpt = checkpoint_file(path)
         if ckpt is None:
             raise BadInputFileError(path, "no ANN checkpoint (model.pt or its folder)")
     else:
-        folder = source if source.is_dir() else source.parent
-        path = folder.with_name(folder.name + "_ann")
-        ckpt = _checkpoint_file(path)
+        ckpt = twin_checkpoint(source)
         if ckpt is None:
+            folder = source if source.is_dir() else source.parent
+            path = folder.with_name(folder.name + "_ann")
             return None, None, (f"no ANN twin found ({path} has no model.pt; give ann=...): "
                                 "Grad-CAM of the ANN and the localization error are skipped")
+        path = ckpt.parent
     net, config, _ = load_checkpoint(ckpt)
     if config["kind"] != "ann":
         raise BadInputFileError(ckpt, "is not an ANN (kind 'ann') checkpoint")
