@@ -19,7 +19,6 @@ import json
 import os
 import pickle
 import struct
-import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -88,17 +87,17 @@ def _plain(value: Any, where: str) -> Any:
 
 
 def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Write through ``write(file)`` to a temporary file beside ``path``, then rename it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    """Write through ``write(file)`` to a temporary file beside ``path`` (synced), then rename
+    it (:func:`neurodeploy.outdir.write_file_atomic`)."""
+    from ..outdir import write_file_atomic
+
+    def to(tmp: Path) -> None:
+        with open(tmp, "xb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    write_file_atomic(path, to)
 
 
 def _check_state(state: Mapping[str, Any], expected: Mapping[str, tuple[torch.Size, torch.dtype]]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -660,7 +659,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """``neurodeploy verify``: stage-by-stage comparison (see :mod:`neurodeploy.verify`)."""
-    from .outdir import jsonable
+    from .outdir import jsonable, write_file_atomic
     from .verify import exit_code, format_table, verify
 
     if args.out is not None and Path(args.out).is_dir():
@@ -670,10 +669,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     log=lambda message: _say(args, message))
     print(format_table(result))
     if args.out is not None:
-        out = Path(args.out)
-        tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(jsonable(result), indent=1, allow_nan=False) + "\n")
-        os.replace(tmp, out)
+        text = json.dumps(jsonable(result), indent=1, allow_nan=False) + "\n"
+        out = write_file_atomic(args.out, lambda tmp: tmp.write_text(text))
         print(f"saved {out}")
     return exit_code(result)
 

@@ -49,6 +49,28 @@ def _umask() -> int:
     return mask
 
 
+def write_file_atomic(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a hidden path beside ``path`` (in the same folder, which must
+    exist), then rename it to ``path``; on any failure the temporary file is removed and
+    ``path`` is untouched. The file gets the permissions the umask gives new files. Returns
+    ``path``."""
+    import secrets
+
+    path = Path(path)
+    folder = path.absolute().parent
+    if not folder.is_dir():
+        raise NeurodeployError(f"cannot write {path}: the folder {folder} does not exist")
+    tmp = folder / f".{path.name}.{secrets.token_hex(4)}.partial"
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_dir_atomic(out: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a new empty folder beside ``out``, then move it to ``out``.
 

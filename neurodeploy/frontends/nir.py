@@ -62,9 +62,7 @@ recurrence over a feature map: NIR 1.0 has no unflatten to close the cycle) rais
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -1048,14 +1046,6 @@ def write_nir(graph: Graph, path: str | Path, *, dt: float | None = None) -> Non
     nir_graph = _Writer(graph).build(dt)
     import nir
 
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise NeurodeployError(f"cannot write {path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=folder)
-    os.close(fd)
-    try:
-        nir.write(tmp, nir_graph)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from ..outdir import write_file_atomic
+
+    write_file_atomic(path, lambda tmp: nir.write(str(tmp), nir_graph))

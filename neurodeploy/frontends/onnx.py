@@ -93,7 +93,6 @@ import json
 import math
 import os
 import re
-import secrets
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -422,18 +421,9 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str], *, opset: int = 17,
         data = model.SerializeToString()
     except ValueError as err:  # protobuf's 2 GB limit
         raise UnsupportedError(f"{path}: model too large for one ONNX file ({err})") from None
-    folder = path.absolute().parent
-    if not folder.is_dir():
-        raise NeurodeployError(f"{path}: the folder {folder} does not exist")
-    tmp = folder / f".{path.name}.{secrets.token_hex(4)}.partial"
-    try:
-        with open(tmp, "xb") as fh:  # honours the umask, unlike mkstemp
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    from ..outdir import write_file_atomic
+
+    return write_file_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
 # ============================================================================================
