@@ -25,6 +25,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ._hdf5 import CheckedGroup
 from ..errors import (
     BadInputFileError,
     InvalidIRError,
@@ -163,27 +164,15 @@ def _product(shape: Any) -> int:
     return out
 
 
-class _Group:
-    """Checked access to one HDF5 group; failures name the file and ``where``."""
+class _Group(CheckedGroup):
+    """A netx HDF5 group; remembers the shape and dtype of every field it read."""
 
     def __init__(self, path: Path, group: h5py.Group, where: str) -> None:
-        self.path, self.group, self.where = path, group, where
+        super().__init__(path, group, where)
         self.layout: dict[str, tuple[tuple[int, ...], str]] = {}
 
-    def fail(self, problem: str) -> BadInputFileError:
-        return BadInputFileError(self.path, f"{self.where}: {problem}")
-
-    def has(self, key: str) -> bool:
-        return key in self.group
-
     def _dataset(self, key: str) -> h5py.Dataset:
-        if key not in self.group:
-            raise self.fail(f"missing field {key!r}")
-        ds = self.group[key]
-        if not isinstance(ds, h5py.Dataset):
-            raise self.fail(f"field {key!r} is a group, expected a dataset")
-        if ds.shape is None or _product(ds.shape) > MAX_ELEMENTS:
-            raise self.fail(f"field {key!r} of shape {ds.shape} is too large or empty")
+        ds = super()._dataset(key)
         self.layout[key] = (tuple(ds.shape), ds.dtype.str)
         return ds
 

@@ -71,6 +71,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ._hdf5 import CheckedGroup
 from ..errors import (
     BadInputFileError,
     InvalidIRError,
@@ -130,34 +131,17 @@ def _natural(name: str) -> list[Any]:
 # ============================================================================================
 
 
-class _Group:
+class _Group(CheckedGroup):
     """Checked reads from one NIR node group; failures name the file and the node."""
 
     def __init__(self, path: Path, group: h5py.Group, name: str,
                  notes: list[str] | None = None) -> None:
-        self.path, self.group, self.name = path, group, name
+        super().__init__(path, group, f"node {name!r}")
+        self.name = name
         self.notes = notes if notes is not None else []
 
-    def fail(self, problem: str) -> BadInputFileError:
-        return BadInputFileError(self.path, f"node {self.name!r}: {problem}")
-
     def warn(self, message: str) -> None:
-        self.notes.append(f"{self.path}: node {self.name!r}: {message}")
-
-    def has(self, key: str) -> bool:
-        return key in self.group
-
-    def _dataset(self, key: str) -> h5py.Dataset:
-        if key not in self.group:
-            raise self.fail(f"missing field {key!r}")
-        ds = self.group[key]
-        if not isinstance(ds, h5py.Dataset):
-            raise self.fail(f"field {key!r} is a group, expected a dataset")
-        if ds.shape is None:
-            raise self.fail(f"field {key!r} is empty")
-        if math.prod(ds.shape) > MAX_ELEMENTS:
-            raise self.fail(f"field {key!r} of shape {ds.shape} is too large")
-        return ds
+        self.notes.append(f"{self.path}: {self.where}: {message}")
 
     def numbers(self, key: str) -> np.ndarray:
         """A finite float64 array."""
