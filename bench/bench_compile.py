@@ -22,18 +22,13 @@ from pathlib import Path
 
 import torch
 
+from _common import load_average
+
 from neurodeploy.compile import compile_model
 from neurodeploy.models.checkpoint import save_checkpoint
 from neurodeploy.models.zoo import build_model, count_parameters, default_config
 
 GOAL_SECONDS = 10.0
-
-
-def _load() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:  # pragma: no cover - not on every platform
-        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     config = default_config("vgg11", in_shape=(3, args.size, args.size), num_classes=100)
-    load_before = _load()
+    load_before = load_average()
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "vgg11.pt"
@@ -68,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         "best_seconds": best["seconds"], "best_run": best,
         "all_seconds": [r["seconds"] for r in runs], "goal_seconds": GOAL_SECONDS,
         "meets_goal": best["seconds"] <= GOAL_SECONDS,
-        "load_before": load_before, "load_after": _load(),
+        "load_before": load_before, "load_after": load_average(),
         "machine": {"python": sys.version.split()[0], "torch": torch.__version__,
                     "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
                     "platform": platform.platform()},

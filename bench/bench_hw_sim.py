@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from neurodeploy.examples import netx_data_dir
 from neurodeploy.frontends.netx import read_netx
 from neurodeploy.hw_sim import Engine
-from neurodeploy.ir import Flatten, Graph, Input, QConv2d, QCubaLIF, QDense
+from neurodeploy.ir import Flatten, Graph, QConv2d, QCubaLIF, QDense
 
 
 def float_forward(graph: Graph, x: np.ndarray, steps: int) -> float:

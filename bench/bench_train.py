@@ -21,22 +21,17 @@ from pathlib import Path
 
 import torch
 
+from _common import load_average
+
 from neurodeploy.models.train import DEFAULTS, train
 
 GOAL_ACCURACY = 0.95
 GOAL_MINUTES = 10.0
 
 
-def _load() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:  # pragma: no cover - not on every platform
-        return None
-
-
 def run_one(kind: str, args: argparse.Namespace, out_root: Path) -> dict:
     """Train one model with the defaults (overridden by ``args``); its timing and accuracy."""
-    load_before = _load()
+    load_before = load_average()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     result = train(DEFAULTS["model"], args.data, out_dir=out_root / kind, kind=kind,
                    epochs=args.epochs, timesteps=args.timesteps, seed=args.seed,
@@ -52,7 +47,7 @@ def run_one(kind: str, args: argparse.Namespace, out_root: Path) -> dict:
         "timesteps": result["config"]["timesteps"],
         "per_epoch_test_accuracy": [h["test_accuracy"] for h in result["history"]],
         "load_average_before": load_before,
-        "load_average_after": _load(),
+        "load_average_after": load_average(),
     }
     if kind == "snn":
         row["meets_goal"] = bool(row["test_accuracy"] >= GOAL_ACCURACY
