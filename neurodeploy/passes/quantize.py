@@ -888,12 +888,7 @@ def _options(target: Any, weight_bits: int | None, threshold_mant: int,
 def _check_calib(graph: Graph, calib: Any) -> np.ndarray | None:
     if calib is None:
         return None
-    if torch.is_tensor(calib):
-        calib = calib.detach().cpu().numpy()
-    arr = np.asarray(calib)
-    if arr.dtype.kind not in "biuf":
-        raise NeurodeployError(f"calibration data must be numeric, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
+    arr = _float_array(calib, "calibration data")
     shape = tuple(graph.shapes[graph.inputs[0]])
     ok = (arr.ndim == len(shape) + 1 and arr.shape[1:] == shape) or (
         arr.ndim == len(shape) + 2 and arr.shape[1:-1] == shape)
@@ -1507,6 +1502,16 @@ def _float_events(x: np.ndarray, encoding: str, steps: int, seed: int, rescale: 
     return x
 
 
+def _float_array(x: Any, what: str) -> np.ndarray:
+    """``x`` (array-like or tensor) as float64; ``what`` names it when it is not numeric."""
+    if torch.is_tensor(x):
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise NeurodeployError(f"{what} must be numeric, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
 def quantize_inputs(fixed_graph: Graph, x: Any, *, steps: int | None = None, seed: int = 0,
                     offset: int = 0) -> np.ndarray:
     """Integer input events ``(B, *input_shape, T)`` (int64) of a float batch for a graph made
@@ -1532,12 +1537,7 @@ def quantize_inputs(fixed_graph: Graph, x: Any, *, steps: int | None = None, see
     steps = int(steps if steps is not None else meta.get("timesteps") or 0)
     if steps <= 0:
         raise NeurodeployError("give steps= (the graph's metadata has no 'timesteps')")
-    if torch.is_tensor(x):
-        x = x.detach().cpu().numpy()
-    arr = np.asarray(x)
-    if arr.dtype.kind not in "biuf":
-        raise NeurodeployError(f"inputs must be numeric, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
+    arr = _float_array(x, "inputs")
     timed = arr.ndim == len(shape) + 2 and arr.shape[1:-1] == shape
     if not timed and not (arr.ndim == len(shape) + 1 and arr.shape[1:] == shape):
         dims = ", ".join(map(str, shape))
