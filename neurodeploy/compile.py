@@ -147,6 +147,33 @@ class CompiledFolder:
     steps: int
     quantized_source: bool  # compiled from a float model (quantize ran)
 
+    def target(self) -> Any:
+        """The compile's target: its ``.toml`` file when it still exists, else its name."""
+        from .targets import load_target
+
+        path, name = self.doc.get("target_path"), self.doc.get("target")
+        spec = path if isinstance(path, str) and Path(path).is_file() else name
+        if not isinstance(spec, str):
+            raise BadInputFileError(self.path / "compile.json", "records no target",
+                                    hint="re-run the compile")
+        return load_target(spec)
+
+    def mapping(self) -> Any:
+        """The compile's :class:`~neurodeploy.mapping.Mapping` (``mapping.json``)."""
+        from .mapping import Mapping
+
+        return Mapping.from_json(read_mapping_json(self.path), self.path / "mapping.json")
+
+
+def read_mapping_json(folder: str | Path) -> dict[str, Any]:
+    """The ``mapping.json`` document of a compile folder."""
+    path = Path(folder) / "mapping.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise BadInputFileError(path, f"cannot read the compile's mapping ({err})",
+                                hint="re-run the compile") from None
+
 
 def read_compiled(folder: str | Path) -> CompiledFolder:
     """Read a compile folder (``compile.json``, ``model.ir.h5``); every problem is a one-line

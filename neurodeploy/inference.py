@@ -176,8 +176,6 @@ def evaluate(folder: str | Path, data: str | None = None, samples: int | None = 
     import time
 
     from .compile import read_compiled
-    from .mapping import Mapping
-    from .targets import load_target
 
     if batch < 1:
         raise NeurodeployError(f"batch must be >= 1, got {batch}")
@@ -195,26 +193,18 @@ def evaluate(folder: str | Path, data: str | None = None, samples: int | None = 
                                    "(--data digits, mnist5k, a .npz file or an image folder)")
     shape = tuple(graph.shapes[graph.inputs[0]])
     x, y, name = load_eval_data(data, samples if samples is not None else 10 ** 9, shape)
-    mapping_path = comp.path / "mapping.json"
-    target_spec = comp.doc.get("target_path")
-    target = load_target(target_spec if isinstance(target_spec, str)
-                         and Path(target_spec).is_file() else comp.doc.get("target"))
+    target = comp.target()
     mapping = None
     accountant = None
     if account:
-        try:
-            mapping_doc = json.loads(mapping_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            from .errors import BadInputFileError
-
-            raise BadInputFileError(mapping_path, f"cannot read it ({err})",
-                                    hint="re-run the compile") from None
-        mapping = Mapping.from_json(mapping_doc, mapping_path)
         from .accounting import Accountant
 
+        mapping = comp.mapping()
         accountant = Accountant(graph, mapping, device=device)
     out = graph.outputs[0] if graph.outputs else graph.neurons[-1]
     scale = output_scale(graph, out)
+    value = scale is not None  # an accumulator read out by its potential, else spike counts
+    depth = depth_of_outputs(graph)
     say(f"{comp.path}: {len(x)} {name} test samples x {steps} steps on hw_sim ({device})")
     chunks = [(a, min(a + batch, len(x))) for a in range(0, len(x), batch)]
     bar = None
@@ -228,7 +218,6 @@ def evaluate(folder: str | Path, data: str | None = None, samples: int | None = 
     t0 = time.perf_counter()
     for a, b in chunks:
         inputs = deployed_inputs(graph, x[a:b], steps, offset=a)
-        value = scale is not None
         res = run_deployed(graph, inputs, record={out: ["v" if value else "s"]},
                            observer=accountant, device=device)
         sim_time += res.sim_time_s
@@ -249,7 +238,7 @@ def evaluate(folder: str | Path, data: str | None = None, samples: int | None = 
     doc: dict[str, Any] = {
         "compiled": str(comp.path.resolve()), "model": source if isinstance(source, str)
         else str(comp.path), "target": target.name, "data": name, "samples": len(x),
-        "steps": steps, "pipeline_depth": depth_of_outputs(graph), "accuracy": accuracy,
+        "steps": steps, "pipeline_depth": depth, "accuracy": accuracy,
         "spike_counts": {n: np.concatenate(c).tolist() for n, c in counts.items()},
         "sim_time_s": sim_time, "wall_time_s": time.perf_counter() - t0, "device": device,
     }
@@ -258,7 +247,7 @@ def evaluate(folder: str | Path, data: str | None = None, samples: int | None = 
 
         activity = accountant.result()
         doc["activity"] = activity.to_dict(per_step=True)
-        doc["cost"] = estimate(activity, mapping, target, steps=steps + depth_of_outputs(graph),
+        doc["cost"] = estimate(activity, mapping, target, steps=steps + depth,
                                samples=len(x), drained=True).to_dict()
     return doc
 

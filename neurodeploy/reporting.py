@@ -46,16 +46,6 @@ def read_simulation(folder: str | Path) -> dict[str, Any]:
     return doc
 
 
-def _mapping_doc(sim: dict[str, Any]) -> dict[str, Any]:
-    path = Path(sim["compiled"]) / "mapping.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise BadInputFileError(path, f"cannot read the compile's mapping ({err})",
-                                hint="the compile folder moved or was removed; simulate "
-                                     "again") from None
-
-
 def _ann_source(sim: dict[str, Any], ann: str | None) -> tuple[Path | None, Any]:
     """``(path of a trained ANN or None, graph-building fallback or None)``."""
     from .models.checkpoint import checkpoint_file, twin_checkpoint
@@ -162,6 +152,7 @@ def compare(snn: str | Path, *, ann: str | None = None, data: str | None = None,
 def build_report(folder: str | Path, *, ann: str | None = None,
                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The report document of a dataset simulation folder (validated)."""
+    from .compile import read_mapping_json
     from .report import activity_section, make_report
 
     sim = read_simulation(folder)
@@ -178,7 +169,7 @@ def build_report(folder: str | Path, *, ann: str | None = None,
         accuracy["ann"] = cmp["accuracy"]["ann"]
     return make_report(
         model=sim["model"], target=sim["target"], steps=sim["steps"], samples=sim["samples"],
-        accuracy=accuracy, mapping=_mapping_doc(sim), activity=activity_section(sim["activity"]),
+        accuracy=accuracy, mapping=read_mapping_json(sim["compiled"]), activity=activity_section(sim["activity"]),
         energy={**cost["energy"], "per_step_j": cost["per_step"]["energy_j"]},
         latency={**cost["latency"], "time_per_step_s": cost["per_step"]["time_s"],
                  "mean_time_per_step_s": cost["latency"]["time_per_step_s"]},

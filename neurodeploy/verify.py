@@ -142,15 +142,9 @@ def _stage_graph(stage: str, graph: Graph) -> Graph:
 def _requantize(folder: CompiledFolder, float_graph: Graph) -> Graph:
     """The compile's fold/quantize steps again, with its recorded options and target."""
     from .compile import calibration_samples, fixed_point
-    from .targets import load_target
 
-    doc, opts = folder.doc, folder.doc["options"]
-    target_path = doc.get("target_path")
-    spec = target_path if isinstance(target_path, str) and Path(target_path).is_file() \
-        else doc.get("target")
-    if not isinstance(spec, str):
-        raise BadInputFileError(folder.path / "compile.json", "records no target")
-    target = load_target(spec)
+    opts = folder.doc["options"]
+    target = folder.target()
     graph = float_graph
     shape = tuple(graph.shapes[graph.inputs[0]])
     x_cal = calibration_samples(opts.get("calib"), int(opts.get("calib_samples", 64)), shape)
