@@ -109,6 +109,13 @@ def window(graph: Graph, name: str, trace: np.ndarray, steps: int) -> np.ndarray
     return trace[..., d:d + steps]
 
 
+def predictions(window: np.ndarray, by_potential: bool) -> np.ndarray:
+    """Predicted class per sample from an output layer's window ``(B, *shape, T)``: the
+    largest potential at the last step (an accumulator, ``by_potential``) or the most spikes."""
+    score = window[..., -1] if by_potential else window.sum(axis=-1)
+    return score.reshape(window.shape[0], -1).argmax(axis=1)
+
+
 def output_scale(graph: Graph, name: str) -> float | None:
     """``S`` of an accumulator output (logits = v / (64·S·T)), from the quantizer's metadata."""
     scale = graph.metadata.get("output_scale")
@@ -222,9 +229,7 @@ def evaluate(folder: str | Path, data: str | None = None, samples: int | None = 
                            observer=accountant, device=device)
         sim_time += res.sim_time_s
         trace = window(graph, out, res.traces[f"{out}.{'v' if value else 's'}"], steps)
-        score = trace[..., -1] if value else trace.sum(axis=-1)
-        pred = score.reshape(b - a, -1).argmax(axis=1)
-        correct += int((pred == y[a:b]).sum())
+        correct += int((predictions(trace, value) == y[a:b]).sum())
         for n in graph.neurons:
             counts[n].append(res.spike_counts[n])
         if bar is not None:

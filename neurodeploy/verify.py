@@ -94,7 +94,16 @@ from .ir.nodes import VTH_MANT_MAX
 from .outdir import jsonable
 from .simulation import pipeline_depths
 from .compile import CompiledFolder, read_compiled
-from .inference import DeployedInputs, load_eval_data, trained_on, deployed_inputs, output_scale, run_deployed, window
+from .inference import (
+    DeployedInputs,
+    deployed_inputs,
+    load_eval_data,
+    output_scale,
+    predictions,
+    run_deployed,
+    trained_on,
+    window,
+)
 
 FORMAT = "neurodeploy-verify"
 VERSION = 1
@@ -218,10 +227,7 @@ def _channel_slice(stored: Graph, quantized: Graph | None, name: str) -> slice:
 def _predict(windows: dict[str, np.ndarray], out: _Layer | None) -> np.ndarray | None:
     if out is None or out.name not in windows:
         return None
-    w = windows[out.name]
-    b = w.shape[0]
-    score = w[..., -1] if out.value else w.sum(axis=-1)
-    return score.reshape(b, -1).argmax(axis=1)
+    return predictions(windows[out.name], out.value)
 
 
 def _run_float(graph: Graph, x: np.ndarray, layers: list[_Layer], out: _Layer | None,
