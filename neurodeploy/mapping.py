@@ -628,9 +628,10 @@ def _partition(layer: _Layer, limits: dict[str, int], reach: np.ndarray | None =
         key = (family[j].slices, -k)
         if best is None or key < best[:2]:
             best = (*key, family, j)
-    if best is None:
+    if best is None:  # only the output-axon limit (reach given) can leave nothing
+        assert reach is not None
         raise ResourceError(
-            f"layer {layer.name}: one neuron needs {int(reach.max()):,} output axons, the "  # type: ignore[union-attr]
+            f"layer {layer.name}: one neuron needs {int(reach.max()):,} output axons, the "
             f"target has {limits['output_axons']:,} per core; {_SUGGEST['output_axons']}")
     layer.family, layer.index = best[2], best[3]
 

@@ -169,7 +169,8 @@ def build_report(folder: str | Path, *, ann: str | None = None,
         accuracy["ann"] = cmp["accuracy"]["ann"]
     return make_report(
         model=sim["model"], target=sim["target"], steps=sim["steps"], samples=sim["samples"],
-        accuracy=accuracy, mapping=read_mapping_json(sim["compiled"]), activity=activity_section(sim["activity"]),
+        accuracy=accuracy, mapping=read_mapping_json(sim["compiled"]),
+        activity=activity_section(sim["activity"]),
         energy={**cost["energy"], "per_step_j": cost["per_step"]["energy_j"]},
         latency={**cost["latency"], "time_per_step_s": cost["per_step"]["time_s"],
                  "mean_time_per_step_s": cost["latency"]["time_per_step_s"]},
