@@ -56,6 +56,18 @@ the number of samples where it says *per sample*):
   core: they count as input spikes and synaptic ops there, with source ``HOST`` (-1) and no
   hops (host I/O lies outside every target's energy scope). Bias input sends no events.
 * **synaptic_memory_bits**, **neurons**: per core, from the mapping (constant over steps).
+
+**On-chip SAM accumulator** (a mapping made with ``sam=``, :mod:`neurodeploy.mapping`): its
+events are counted apart, in :attr:`Activity.sam` (a :class:`SamActivity`), so the network's
+own counts stay what they are without it. Per spike of a traced neuron (at the step it is
+emitted): one message from the neuron to its trace's core (its own core: no hops) and one
+synaptic op there; the trace's graded read-out, one output spike of the trace's core, one
+message to the pixel's channel-sum core (hops when that is another core) and one synaptic op
+there: 2 synaptic ops and 2 messages per spike. Every trace and sum is updated every step;
+a trace's update is *active* when its value before or after is non-zero (the accountant runs
+the trace ``q = floor(q·(4096 − δ)/4096) + A·s`` from step 0 of each run, as
+:class:`neurodeploy.sam.SamAccumulator` does from its start step), a sum's when a channel of its
+pixel fires in this step or fired in the previous one (it holds one step's map).
 """
 
 from __future__ import annotations
@@ -142,6 +154,8 @@ class Activity:
     tiles_used: int
     pipeline_depth: int
     counting_rules: list[str] = field(default_factory=list)
+    #: the on-chip SAM accumulator's events (None when the mapping has none)
+    sam: SamActivity | None = None
 
     @property
     def cores(self) -> int:
@@ -216,7 +230,66 @@ class Activity:
         if per_step:
             doc["per_core_per_step"] = {
                 kind: (self.per_sample(kind)).tolist() for kind in COUNT_KINDS}
+        if self.sam is not None:
+            doc["sam"] = self.sam.to_dict(self.core_layer, self.samples)
         return doc
+
+
+@dataclass
+class SamActivity:
+    """The on-chip SAM accumulator's events over a run (module docstring), apart from the
+    network's. Arrays ``(steps, cores)`` are int64 counts summed over all observed samples.
+
+    Attributes:
+        layers: SAM layer → ``{"channels", "traces", "sums"}``.
+        compartments: ``(cores,)`` trace and sum compartments on each core.
+        syn_ops: synaptic ops (one per message received), charged at
+            :data:`neurodeploy.sam.SAM_ENCODING`'s cost.
+        input_spikes: messages received.
+        output_spikes: trace read-outs (graded spikes) sent.
+        active_updates, inactive_updates: compartment updates.
+        messages_out, hops_ew, hops_ns: messages sent and their hops (by sending core).
+        route_src, route_dst, route_hops_ew, route_hops_ns, route_messages: as
+            :class:`Activity`'s, for the accumulator's messages.
+    """
+
+    layers: dict[str, dict[str, int]]
+    compartments: np.ndarray
+    syn_ops: np.ndarray
+    input_spikes: np.ndarray
+    output_spikes: np.ndarray
+    active_updates: np.ndarray
+    inactive_updates: np.ndarray
+    messages_out: np.ndarray
+    hops_ew: np.ndarray
+    hops_ns: np.ndarray
+    route_src: np.ndarray
+    route_dst: np.ndarray
+    route_hops_ew: np.ndarray
+    route_hops_ns: np.ndarray
+    route_messages: np.ndarray
+
+    def to_dict(self, core_layer: list[str], samples: int) -> dict[str, Any]:
+        """JSON-ready, counts per sample: ``totals_per_sample`` and ``per_layer`` (the layer's
+        cores: every count kind, plus ``channels``, ``traces``, ``sums``, ``compartments``)
+        and ``per_core`` (totals over steps, cores holding accumulator compartments only)."""
+        kinds = {k: getattr(self, k) for k in COUNT_KINDS}
+        totals = {k: float(v.sum()) / samples for k, v in kinds.items()}
+        layer_arr = np.asarray(core_layer)
+        per_layer = {}
+        for name, info in self.layers.items():
+            sel = layer_arr == name
+            row: dict[str, Any] = dict(info)
+            row["compartments"] = int(self.compartments[sel].sum())
+            row.update({k: float(v[:, sel].sum()) / samples for k, v in kinds.items()})
+            per_layer[name] = row
+        sums = {k: v.sum(axis=0) / samples for k, v in kinds.items()}
+        per_core = [{"core": c, "layer": core_layer[c],
+                     "compartments": int(self.compartments[c]),
+                     **{k: float(sums[k][c]) for k in COUNT_KINDS}}
+                    for c in np.flatnonzero(self.compartments).tolist()]
+        return {"totals_per_sample": totals, "per_layer": per_layer, "per_core": per_core,
+                "counting_rules": list(SAM_COUNTING_RULES)}
 
 
 COUNTING_RULES = [
@@ -229,6 +302,16 @@ COUNTING_RULES = [
     "update, or a spike; inactive_updates: the core's other neurons",
     "output_spikes: spikes the core's neurons emit; hops: XY routing on the global tile grid, "
     "charged to the sending core; host input enters at the destination core (no hops)",
+]
+
+
+SAM_COUNTING_RULES = [
+    "SAM accumulator: per spike of a traced neuron, one message to its trace's core (local) "
+    "and one synaptic op there, one read-out (an output spike of the trace's core), one "
+    "message to the pixel's channel-sum core and one synaptic op there",
+    "SAM accumulator: every trace and channel sum is updated every step; a trace's update is "
+    "active when its value before or after it is non-zero, a sum's when a channel of its "
+    "pixel fires in this step or the previous one",
 ]
 
 
@@ -476,6 +559,21 @@ def _fold(shape: tuple[int, ...], *per_neuron: np.ndarray | None
     return None, list(per_neuron)
 
 
+@dataclass
+class _SamTable:
+    """One SAM layer's rows in the step's count row (per traced neuron / per pixel)."""
+
+    channels: int
+    keep: int  # 4096 - decay
+    scale: int
+    hw: int
+    local_rows: torch.Tensor  # (K,) message route neuron -> its trace (same core)
+    read_rows: torch.Tensor  # (K,) message route trace -> its pixel's sum
+    out_rows: torch.Tensor  # (K,) read-out spike of the trace's core
+    trace_act_rows: torch.Tensor  # (K,) active-update row of the trace's core
+    sum_act_rows: torch.Tensor  # (H*W,) active-update row of the sum's core
+
+
 class Accountant:
     """Counts a mapped network's events while hw_sim runs it (a ``StepObserver``).
 
@@ -596,7 +694,53 @@ class Accountant:
         self.pipeline_depth = self._depth(graph)
         self._needs = {name: _checks_needed(graph, name, conns, direct)
                        for name in graph.neurons}
+        self._sam_setup(mapping, shapes)
         self._reset()
+
+    def _sam_setup(self, mapping: Any, shapes: dict) -> None:
+        """The SAM accumulator's rows, after the network's in each step's count row: output
+        spikes (read-outs, per core), active updates (per core), messages (per route)."""
+        self._sam: dict[str, _SamTable] = {}
+        layers = getattr(mapping, "sam_layers", None) or {}
+        n = self._cores
+        self._sam_base = self._width
+        if not layers:
+            return
+        compartments = np.zeros(n, dtype=np.int64)
+        parts = []
+        for name, info in layers.items():
+            shape = tuple(shapes[name])
+            trace_core, sum_core = mapping.sam_cores(name, shape)
+            hw = shape[1] * shape[2]
+            pix = np.tile(np.arange(hw), int(info["channels"]))
+            compartments += np.bincount(trace_core, minlength=n) + np.bincount(sum_core,
+                                                                                minlength=n)
+            parts.append((name, info, trace_core, sum_core, trace_core * n + trace_core,
+                          trace_core * n + sum_core[pix]))
+        keys = np.unique(np.concatenate([np.concatenate(p[4:]) for p in parts]))
+        self.sam_route_src, self.sam_route_dst = keys // n, keys % n
+        hops = np.array([mapping.hops(int(a), int(b)) for a, b in zip(self.sam_route_src,
+                                                                       self.sam_route_dst)],
+                        dtype=np.int64).reshape(-1, 2)
+        self.sam_route_hops_ew, self.sam_route_hops_ns = hops[:, 0], hops[:, 1]
+        base = self._sam_base
+        route_base = base + 2 * n
+
+        def dev(arr: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(arr, dtype=torch.int64, device=self.device)
+
+        for name, info, trace_core, sum_core, local, read in parts:
+            self._sam[name] = _SamTable(
+                channels=int(info["channels"]), keep=4096 - int(info["decay"]),
+                scale=int(info["scale"]), hw=len(sum_core),
+                local_rows=dev(route_base + np.searchsorted(keys, local)),
+                read_rows=dev(route_base + np.searchsorted(keys, read)),
+                out_rows=dev(base + trace_core), trace_act_rows=dev(base + n + trace_core),
+                sum_act_rows=dev(base + n + sum_core))
+        self._sam_compartments = compartments
+        self._sam_info = {p[0]: {"channels": int(p[1]["channels"]), "traces": len(p[2]),
+                                 "sums": len(p[3])} for p in parts}
+        self._width = route_base + len(keys)
 
     # ------------------------------------------------------------------ set-up helpers
 
@@ -617,6 +761,13 @@ class Accountant:
                 raise NeurodeployError(
                     f"layer {name}: the mapping places {layers[name]['neurons']} neurons, the "
                     f"graph has {size}; map this graph (neurodeploy.mapping.map_graph)")
+        for name, info in (getattr(mapping, "sam_layers", None) or {}).items():
+            shape = tuple(shapes[name])
+            if len(shape) != 3 or int(info["channels"]) > shape[0]:
+                raise NeurodeployError(
+                    f"layer {name}: the mapping's SAM accumulator traces {info['channels']} "
+                    f"channels of a layer of shape {shape}; map this graph "
+                    "(neurodeploy.mapping.map_graph)")
 
     @staticmethod
     def _depth(graph: Graph) -> int:
@@ -631,6 +782,7 @@ class Accountant:
         self._seen: set[str] = set()
         self._prev: dict[str, bool] = {}  # layers whose state-before buffer is valid
         self._bufs: dict[str, list[torch.Tensor]] = {}
+        self._sam_state: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ per step
 
@@ -648,6 +800,7 @@ class Accountant:
                                        "hw_sim.run from the start")
             self._runs.append([batch, 0])
             self._prev.clear()
+            self._sam_state.clear()
             self._seen = set()
         elif t == self._t + 1:
             self._seen = set()
@@ -730,6 +883,31 @@ class Accountant:
         self._prev[name] = True
         table.add_spikes(row, spikes)
         row.index_add_(0, table.act_rows, table.batch_sum(act.view(torch.uint8), torch.int32))
+        if name in self._sam:
+            self._sam_step(name, row, s)
+
+    def _sam_step(self, name: str, row: torch.Tensor, s: torch.Tensor) -> None:
+        """The SAM accumulator's events of layer ``name`` in this step (module docstring)."""
+        st = self._sam[name]
+        batch = s.shape[0]
+        fired = (s[:, :st.channels] != 0).reshape(batch, -1)
+        count = fired.sum(0, dtype=torch.int32).to(torch.float64)
+        row.index_add_(0, st.local_rows, count)  # neuron -> trace (one synaptic op there)
+        row.index_add_(0, st.read_rows, count)  # trace read-out -> sum (one synaptic op)
+        row.index_add_(0, st.out_rows, count)  # the read-out is a spike of the trace's core
+        state = self._sam_state.get(name)
+        if state is None:
+            q = torch.zeros(fired.shape, dtype=torch.int64, device=fired.device)
+            before = torch.zeros((batch, st.hw), dtype=torch.bool, device=fired.device)
+        else:
+            q, before = state
+        q_new = torch.div(q * st.keep, 4096, rounding_mode="floor") + st.scale * fired
+        active = (q != 0) | (q_new != 0)
+        row.index_add_(0, st.trace_act_rows, active.sum(0, dtype=torch.int32).to(torch.float64))
+        any_fired = fired.reshape(batch, -1, st.hw).any(dim=1)
+        row.index_add_(0, st.sum_act_rows,
+                       (any_fired | before).sum(0, dtype=torch.int32).to(torch.float64))
+        self._sam_state[name] = (q_new, any_fired)
 
     # ------------------------------------------------------------------ result
 
@@ -753,7 +931,7 @@ class Accountant:
         active = data[:, n:2 * n]
         syn_ops = {enc: data[:, syn_base + i * n: syn_base + (i + 1) * n]
                    for i, enc in enumerate(self.encodings)}
-        route_msgs = data[:, pair_base:]
+        route_msgs = data[:, pair_base:self._sam_base]
         neurons = np.array([c.neurons for c in m.cores], dtype=np.int64)
         into = np.zeros((steps, n), dtype=np.int64)
         sent = np.zeros((steps, n), dtype=np.int64)
@@ -766,6 +944,7 @@ class Accountant:
                 hew[:, a] += route_msgs[:, r] * self.route_hops_ew[r]
                 hns[:, a] += route_msgs[:, r] * self.route_hops_ns[r]
         tiles = np.array([c.tile for c in m.cores], dtype=np.int64).reshape(-1, 2)
+        sam = self._sam_result(data, samples) if self._sam else None
         return Activity(
             target=m.target, steps=steps, samples=samples, runs=len(self._runs),
             layers=list(self.graph.neurons), core_layer=[c.layer for c in m.cores],
@@ -780,12 +959,40 @@ class Accountant:
             route_hops_ew=self.route_hops_ew.copy(), route_hops_ns=self.route_hops_ns.copy(),
             route_messages=route_msgs, chips_used=int(m.chips_used),
             tiles_used=len({tuple(t) for t in tiles.tolist()}),
-            pipeline_depth=self.pipeline_depth, counting_rules=list(COUNTING_RULES),
+            pipeline_depth=self.pipeline_depth,
+            counting_rules=list(COUNTING_RULES) + (list(SAM_COUNTING_RULES) if sam else []),
+            sam=sam,
         )
+
+    def _sam_result(self, data: np.ndarray, samples: int) -> SamActivity:
+        n, base = self._cores, self._sam_base
+        steps = data.shape[0]
+        out = data[:, base:base + n]
+        active = data[:, base + n:base + 2 * n]
+        msgs = data[:, base + 2 * n:self._width]
+        into = np.zeros((steps, n), dtype=np.int64)
+        sent = np.zeros((steps, n), dtype=np.int64)
+        hew = np.zeros((steps, n), dtype=np.int64)
+        hns = np.zeros((steps, n), dtype=np.int64)
+        for r, (a, b) in enumerate(zip(self.sam_route_src, self.sam_route_dst)):
+            into[:, b] += msgs[:, r]
+            sent[:, a] += msgs[:, r]
+            hew[:, a] += msgs[:, r] * self.sam_route_hops_ew[r]
+            hns[:, a] += msgs[:, r] * self.sam_route_hops_ns[r]
+        return SamActivity(
+            layers={k: dict(v) for k, v in self._sam_info.items()},
+            compartments=self._sam_compartments.copy(), syn_ops=into.copy(), input_spikes=into,
+            output_spikes=out, active_updates=active,
+            inactive_updates=self._sam_compartments[None, :] * samples - active,
+            messages_out=sent, hops_ew=hew, hops_ns=hns,
+            route_src=self.sam_route_src.copy(), route_dst=self.sam_route_dst.copy(),
+            route_hops_ew=self.sam_route_hops_ew.copy(),
+            route_hops_ns=self.sam_route_hops_ns.copy(), route_messages=msgs)
 
     def reset(self) -> None:
         """Forget every run observed so far."""
         self._reset()
 
 
-__all__ = ["Accountant", "Activity", "COUNT_KINDS", "COUNTING_RULES", "HOST"]
+__all__ = ["Accountant", "Activity", "COUNT_KINDS", "COUNTING_RULES", "HOST", "SamActivity",
+           "SAM_COUNTING_RULES"]

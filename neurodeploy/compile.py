@@ -17,13 +17,21 @@ Steps (each validates the IR it returns and records its wall time in ``compile.j
    ``--hard-reset``), ``mapping.json`` and ``compile.json``.
 
 A model that is already fixed point (a netx file) skips steps 2–4.
+
+**On-chip SAM accumulator** (``sam_layers``): the named conv spiking layers get the
+accumulator of :mod:`neurodeploy.sam` (a decaying trace per neuron and a channel sum per pixel);
+``map`` places its compartments, synapses and state on the layers' cores
+(:func:`neurodeploy.mapping.map_graph` with a :class:`~neurodeploy.sam.SamSpec`), so
+``mapping.json`` shows what it takes and every dataset run of the folder counts and costs its
+events. ``compile.json`` records the layers and γ in ``options`` and the mapping's SAM
+summary under ``sam``.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -243,6 +251,14 @@ def _check_options(cj: Path, options: dict[str, Any]) -> None:
         problems.append("bntt must be 'fold', 'schedule' or null")
     if options.get("bntt_statistic", "mean") not in STATISTICS:
         problems.append(f"bntt_statistic must be one of {', '.join(STATISTICS)}")
+    sam_layers = options.get("sam_layers")
+    if sam_layers is not None and (not isinstance(sam_layers, list) or not sam_layers or not all(
+            isinstance(n, str) and n for n in sam_layers)):
+        problems.append("sam_layers must be a non-empty list of layer names or null")
+    gamma = options.get("sam_gamma")
+    if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, (int, float))
+                              or not np.isfinite(gamma) or gamma <= 0):
+        problems.append("sam_gamma must be a positive number or null")
     if problems:
         raise BadInputFileError(cj, "bad compile options: " + "; ".join(problems),
                                 hint="re-run the compile")
@@ -262,7 +278,9 @@ def _compiled_steps(doc: dict[str, Any], options: dict[str, Any], graph: Graph) 
 def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | Path, *,
                   calib: str | None = None, calib_samples: int = 64,
                   timesteps: int | None = None, hard_reset: bool = False,
-                  bntt: str = "fold", bntt_statistic: str = "mean", overwrite: bool = False,
+                  bntt: str = "fold", bntt_statistic: str = "mean",
+                  sam_layers: str | Sequence[str] | None = None, sam_gamma: float = 0.5,
+                  overwrite: bool = False,
                   log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Compile ``model`` for ``target`` into ``out_dir`` (see the module docstring).
 
@@ -280,6 +298,10 @@ def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | 
         bntt: ``"fold"`` (time-averaged statistics folded into the synapses) or
             ``"schedule"`` (exact per-step gain/bias neurons; programmable-neuron targets).
         bntt_statistic: ``"mean"`` or ``"median"`` over time for BNTT folding.
+        sam_layers: conv spiking layers that carry an on-chip SAM accumulator (names, or one
+            comma-separated string; module docstring); None for none. Needs a target with
+            programmable neurons and graded spikes (loihi2).
+        sam_gamma: the accumulator's γ per time step (> 0; sets its 12-bit decay).
 
     Returns the ``compile.json`` document.
     """
@@ -294,9 +316,20 @@ def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | 
     if not tgt.is_neuromorphic:
         raise UnsupportedError(f"target {tgt.name} is an ANN device; compile for a neuromorphic "
                                "target (loihi1, loihi1-sanafe, loihi2)")
+    if sam_layers is not None:
+        from .sam import check_gamma, check_sam_target, decay_mantissa
+
+        sam_gamma = check_gamma(sam_gamma)
+        decay_mantissa(sam_gamma)
+        check_sam_target(tgt)
     steps = _Steps(log)
     t_start = time.perf_counter()
     graph = steps.run("load", lambda: model if isinstance(model, Graph) else load_model(model))
+    sam_names: list[str] | None = None
+    if sam_layers is not None:  # fail before the long steps
+        from .sam import check_sam_layers
+
+        sam_names = check_sam_layers(graph, sam_layers)
     source = str(Path(model).resolve()) if not isinstance(model, Graph) \
         else graph.metadata.get("source", "graph")
     report: dict[str, Any] = {}
@@ -319,8 +352,17 @@ def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | 
         steps.warnings.extend(fp_warnings)
     from .passes.legalize import legalize
 
+    before = graph
     graph = steps.run("legalize", lambda: legalize(graph))
-    mapping = steps.run("map", lambda: map_graph(graph, tgt))
+    spec = None
+    if sam_names is not None:
+        from .sam import SamSpec, check_sam_layers
+
+        check_sam_layers(graph, sam_names)
+        shapes = before.shapes  # relay channels that legalize appends carry no trace
+        spec = SamSpec(tuple(sam_names), gamma=sam_gamma,
+                       channels={n: int(shapes[n][0]) for n in sam_names if n in shapes})
+    mapping = steps.run("map", lambda: map_graph(graph, tgt, sam=spec))
     steps.warnings.extend(mapping.warnings)
 
     def write(tmp: Path) -> None:
@@ -349,9 +391,12 @@ def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | 
         "timesteps": timesteps or graph.metadata.get("timesteps"),
         "options": {"calib": calib, "calib_samples": calib_samples, "timesteps": timesteps,
                     "hard_reset": hard_reset, "bntt": bntt, "bntt_statistic": bntt_statistic,
-                    "lava_compatible": True},
+                    "lava_compatible": True, "sam_layers": sam_names,
+                    "sam_gamma": None if sam_names is None else sam_gamma},
         "cores_used": mapping.cores_used, "chips_used": mapping.chips_used,
         "layers": graph.neurons, **report,
     }
+    if mapping.sam:
+        doc["sam"] = dict(mapping.sam)
     write_dir_atomic(out, write)
     return doc

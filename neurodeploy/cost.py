@@ -15,6 +15,12 @@ Per recorded step ``t``, for one sample (counts divided by the samples observed)
   + congestion(t) + T_barrier(tiles, chips)``, where congestion is the messages crossing the
   busiest tile boundary (XY routes) divided by the target's link bandwidth.
 
+**On-chip SAM accumulator** (:attr:`Activity.sam`): its synaptic ops (at the
+``neurodeploy.sam.SAM_ENCODING`` cost), compartment updates, read-out spikes and messages are
+charged with the same per-event numbers and reported as one more part, *sam* (its dynamic
+energy; per layer in ``sam_per_layer``); its work is added to its cores' time and its messages
+to the routes and link loads, so it also lengthens the step (and the static energy).
+
 Per inference of ``steps`` steps: energy = mean ``E(t)`` × steps; latency =
 (steps + pipeline depth) × mean ``T_step`` (the last input needs the pipeline depth to reach the
 output); throughput = 1 / (steps × mean ``T_step``) (pipelined: a new input every ``steps``
@@ -48,17 +54,22 @@ class CostReport:
         samples: inferences the activity holds.
         pipeline_depth: synapses on the longest path (extra steps in latency).
         energy_per_inference: ``total``, ``dynamic``, ``static``.
-        breakdown: ``synaptic``, ``neuron``, ``spike_noc``, ``static`` per inference.
+        breakdown: ``synaptic``, ``neuron``, ``spike_noc``, ``static`` per inference, and
+            ``sam`` (the on-chip SAM accumulator's dynamic energy) when the activity has one.
         energy_per_step: mean per step: ``total``, ``dynamic``, ``static``, ``synaptic``,
-            ``neuron``, ``spike_noc``.
+            ``neuron``, ``spike_noc`` (and ``sam``).
         time_per_step_s: mean time per step.
         time_breakdown_s: mean per step: ``cores`` (slowest core), ``routing`` (longest
             route), ``congestion``, ``barrier``.
         latency_per_inference_s, throughput_fps, edp_j_s: per inference.
         step_time_s, step_energy_j, step_dynamic_j: per recorded step (one sample).
         per_core: per core ``core``, ``layer``, ``dynamic_j`` (per inference, its messages'
-            NoC energy included), ``time_per_step_s`` (mean busy time), ``busy_fraction``.
+            NoC energy included), ``time_per_step_s`` (mean busy time), ``busy_fraction``;
+            cores holding SAM accumulator compartments add ``sam_j`` (its share of
+            ``dynamic_j``).
         assumptions: every assumption and per-event number used, as sentences.
+        sam_per_layer: SAM layer → dynamic energy of its accumulator per inference (J);
+            empty without one.
     """
 
     preset: str
@@ -80,21 +91,25 @@ class CostReport:
     step_dynamic_j: list[float]
     per_core: list[dict[str, Any]]
     assumptions: list[str] = field(default_factory=list)
+    sam_per_layer: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``energy`` and ``latency`` as in the report schema (``energy``:
         ``per_inference_j``, ``breakdown_j``, ``preset``, ``scope``; ``latency``:
         ``time_per_step_s``, ``latency_per_inference_s``, ``throughput_fps``), each with a few
         extra keys, plus ``edp_j_s``, ``per_step``, ``per_core`` and ``assumptions``."""
+        energy = {
+            "per_inference_j": dict(self.energy_per_inference),
+            "breakdown_j": dict(self.breakdown),
+            "preset": self.preset,
+            "scope": self.scope,
+            "mean_per_step_j": dict(self.energy_per_step),
+            "confidence": self.confidence,
+        }
+        if self.sam_per_layer:
+            energy["sam_per_layer_j"] = dict(self.sam_per_layer)
         return {
-            "energy": {
-                "per_inference_j": dict(self.energy_per_inference),
-                "breakdown_j": dict(self.breakdown),
-                "preset": self.preset,
-                "scope": self.scope,
-                "mean_per_step_j": dict(self.energy_per_step),
-                "confidence": self.confidence,
-            },
+            "energy": energy,
             "latency": {
                 "time_per_step_s": self.time_per_step_s,
                 "latency_per_inference_s": self.latency_per_inference_s,
@@ -117,12 +132,18 @@ class CostReport:
 
 def _link_loads(activity: Activity) -> np.ndarray:
     """``(steps,)`` messages crossing the busiest tile boundary (both directions together)
-    under XY routing: along x on the source row, then along y on the destination column."""
+    under XY routing: along x on the source row, then along y on the destination column
+    (the SAM accumulator's messages included)."""
     tiles = activity.core_tile
     route_ids: list[int] = []
     link_ids: list[int] = []
     links: dict[tuple[str, int, int], int] = {}
-    for r, (a, b) in enumerate(zip(activity.route_src, activity.route_dst)):
+    src, dst, messages = activity.route_src, activity.route_dst, activity.route_messages
+    if activity.sam is not None:
+        src = np.concatenate([src, activity.sam.route_src])
+        dst = np.concatenate([dst, activity.sam.route_dst])
+        messages = np.concatenate([messages, activity.sam.route_messages], axis=1)
+    for r, (a, b) in enumerate(zip(src, dst)):
         if a == HOST:
             continue
         (xa, ya), (xb, yb) = tiles[a], tiles[b]
@@ -131,11 +152,11 @@ def _link_loads(activity: Activity) -> np.ndarray:
         for link in crossed:
             route_ids.append(r)
             link_ids.append(links.setdefault(link, len(links)))
-    steps = activity.route_messages.shape[0]
+    steps = messages.shape[0]
     if not links:
         return np.zeros(steps)
     rid, lid = np.asarray(route_ids), np.asarray(link_ids)
-    loads = np.stack([np.bincount(lid, weights=activity.route_messages[t, rid].astype(float),
+    loads = np.stack([np.bincount(lid, weights=messages[t, rid].astype(float),
                                   minlength=len(links)) for t in range(steps)])
     return loads.max(axis=1)
 
@@ -246,6 +267,10 @@ def estimate(activity: Activity, mapping: Any, target: Any, *, steps: int | None
                  + activity.route_hops_ns * tm["hop_ns"])
     used = (activity.route_messages > 0) & core_route[None, :]
     t_route = np.where(used, per_msg_t[None, :], 0.0).max(axis=1, initial=0.0)
+    sam = _sam_costs(activity, target) if activity.sam is not None else None
+    if sam is not None:
+        t_core = t_core + sam["t_core"]
+        t_route = np.maximum(t_route, sam["t_route"])
     t_cong = _link_loads(activity) / n_s / float(tm["link_bandwidth"])
     barrier = target.barrier_time(activity.tiles_used, activity.chips_used)
     t_cores = t_core.max(axis=1, initial=0.0)
@@ -256,23 +281,42 @@ def estimate(activity: Activity, mapping: Any, target: Any, *, steps: int | None
     parts = {"synaptic": e_syn.sum(axis=1), "neuron": e_neu.sum(axis=1),
              "spike_noc": e_out.sum(axis=1) + e_noc, "static": e_static}
     dynamic = parts["synaptic"] + parts["neuron"] + parts["spike_noc"]
+    names = ["synaptic", "neuron", "spike_noc", "static"]
+    if sam is not None:
+        parts["sam"] = sam["e_step"]
+        dynamic = dynamic + parts["sam"]
+        names.insert(3, "sam")
     mean = {k: float(v.mean()) for k, v in parts.items()}
     mean_dyn = float(dynamic.mean())
     per_step = {"total": mean_dyn + mean["static"], "dynamic": mean_dyn,
                 "static": mean["static"], "synaptic": mean["synaptic"],
                 "neuron": mean["neuron"], "spike_noc": mean["spike_noc"]}
+    if sam is not None:
+        per_step["sam"] = mean["sam"]
     per_inf = {"total": per_step["total"] * steps, "dynamic": mean_dyn * steps,
                "static": mean["static"] * steps}
-    breakdown = {k: mean[k] * steps for k in ("synaptic", "neuron", "spike_noc", "static")}
+    breakdown = {k: mean[k] * steps for k in names}
     t_mean = float(t_step.mean())
     latency = (steps + (0 if drained else activity.pipeline_depth)) * t_mean
     throughput = 1.0 / (steps * t_mean) if t_mean > 0 else math.inf
-    e_core = (e_syn + e_neu + e_out + e_noc_core).mean(axis=0) * steps
+    e_all = e_syn + e_neu + e_out + e_noc_core
+    if sam is not None:
+        e_all = e_all + sam["e_core"]
+    e_core = e_all.mean(axis=0) * steps
     t_core_mean = t_core.mean(axis=0)
     per_core = [{"core": c, "layer": activity.core_layer[c], "dynamic_j": float(e_core[c]),
                  "time_per_step_s": float(t_core_mean[c]),
                  "busy_fraction": float(t_core_mean[c] / t_mean) if t_mean > 0 else 0.0}
                 for c in range(activity.cores)]
+    sam_layers: dict[str, float] = {}
+    if sam is not None:
+        sam_core = sam["e_core"].mean(axis=0) * steps
+        layer_arr = np.asarray(activity.core_layer)
+        for c, row in enumerate(per_core):
+            if activity.sam.compartments[c]:  # type: ignore[union-attr]
+                row["sam_j"] = float(sam_core[c])
+        sam_layers = {name: float(sam_core[layer_arr == name].sum())
+                      for name in activity.sam.layers}  # type: ignore[union-attr]
     return CostReport(
         preset=target.name, scope=target.energy_scope, confidence=target.confidence,
         steps=steps, samples=samples, pipeline_depth=activity.pipeline_depth,
@@ -285,7 +329,37 @@ def estimate(activity: Activity, mapping: Any, target: Any, *, steps: int | None
         step_time_s=t_step.tolist(), step_energy_j=(dynamic + e_static).tolist(),
         step_dynamic_j=dynamic.tolist(), per_core=per_core,
         assumptions=_assumptions(activity, mapping, target, steps, drained),
+        sam_per_layer=sam_layers,
     )
+
+
+def _sam_costs(activity: Activity, target: Any) -> dict[str, np.ndarray]:
+    """The SAM accumulator's per-sample energy and time: ``e_core`` ``(T, C)`` (its events on
+    each core, its messages' NoC energy charged to the sending core), ``e_step`` ``(T,)``,
+    ``t_core`` ``(T, C)`` (its work on each core) and ``t_route`` ``(T,)`` (longest of its
+    routes used)."""
+    from .sam import SAM_ENCODING
+
+    sa = activity.sam
+    assert sa is not None
+    en, tm = target.energy, target.time
+    n_s = float(activity.samples)
+    syn, act, inact = sa.syn_ops / n_s, sa.active_updates / n_s, sa.inactive_updates / n_s
+    out, into = sa.output_spikes / n_s, sa.input_spikes / n_s
+    e_core = (syn * target.syn_op_energy(SAM_ENCODING) + act * en["neuron_update_active"]
+              + inact * en["neuron_update_inactive"] + out * en["spike_out"])
+    per_msg = (en["local_spike"] + sa.route_hops_ew * en["hop_ew"]
+               + sa.route_hops_ns * en["hop_ns"])
+    e_route = sa.route_messages / n_s * per_msg  # (T, R)
+    np.add.at(e_core.T, sa.route_src, e_route.T)
+    t_core = (syn * target.syn_op_time(SAM_ENCODING) + act * tm["neuron_update_active"]
+              + inact * tm["neuron_update_inactive"] + out * tm["spike_out"]
+              + into * tm["message_in"])
+    per_msg_t = (tm["local_spike"] + sa.route_hops_ew * tm["hop_ew"]
+                 + sa.route_hops_ns * tm["hop_ns"])
+    t_route = np.where(sa.route_messages > 0, per_msg_t[None, :], 0.0).max(axis=1, initial=0.0)
+    return {"e_core": e_core, "e_step": e_core.sum(axis=1), "t_core": t_core,
+            "t_route": t_route}
 
 
 def _assumptions(activity: Activity, mapping: Any, target: Any, steps: int,
@@ -350,6 +424,18 @@ def _assumptions(activity: Activity, mapping: Any, target: Any, steps: int,
          "new input every inference's steps)."),
         "Steps run as fast as their work allows (no real-time throttle).",
     ]
+    if activity.sam is not None:
+        from .sam import SAM_ENCODING
+
+        layers = ", ".join(activity.sam.layers)
+        lines.append(
+            f"On-chip SAM accumulator on {layers}: its synaptic ops (2 per spike of a traced "
+            f"neuron) cost {_pj(target.syn_op_energy(SAM_ENCODING))} each ({SAM_ENCODING} "
+            "synapses, one 8-bit weight), its trace and channel-sum updates, read-out spikes "
+            "and messages the same per-event numbers as the network's; its dynamic energy is "
+            "the breakdown's 'sam' part, and its work lengthens its cores' step time (so the "
+            "static energy includes it). Events are counted at the step the traced spike is "
+            "emitted (the read-out happens a synaptic delay later on the chip).")
     if target.proxy:
         factors = ", ".join(f"{k} = {v:g}" for k, v in sorted(target.proxy.items()))
         lines.append(f"{target.name}'s per-event numbers are a calibrated proxy ({factors}); "

@@ -26,6 +26,20 @@ Model (documented in ``docs/concepts.md`` § Mapping):
 * Placement: slices in layer order along a boustrophedon path over the tiles of each chip,
   chips side by side, so consecutive layers sit on neighbouring tiles (fewer hops). Hops use
   XY routing over the global tile grid.
+* **On-chip SAM accumulator** (``sam=``, a :class:`neurodeploy.sam.SamSpec`; targets with
+  programmable neurons and graded spikes only). Its compartments share the cores of the layer
+  they watch: every traced neuron's **trace** sits on the neuron's core, and the **channel
+  sum** of a pixel on the core holding channel 0 of that pixel (the slice of the first channel
+  group of the pixel's tile). They occupy compartment slots there, so the layer may need more
+  cores than without SAM (``extra_cores``). Per slice, with ``tr`` traces, ``sm`` sums and
+  ``Ck`` traced channels: *neurons* ``+= tr + sm``; *synaptic memory* ``+= 8·(tr + Ck·sm)``
+  (one 8-bit synapse neuron → trace, one per channel trace → sum) plus, where state shares
+  that memory, ``tr·trace_bits + sm·sum_bits`` (:func:`neurodeploy.sam.accumulator_cost`);
+  *input axons* ``+= tr + Ck·sm``, with population axons one per position instead
+  (positions holding a trace, plus ``sm``); *output axons* ``+= 2·tr`` (each neuron reaches its
+  trace's core, each trace its pixel's sum's core). Keeping traces beside their neurons keeps
+  the spike → trace messages on the core (no hops); a read-out crosses cores only when a
+  layer's channels are split into groups.
 
 A layer that does not fit even with one neuron per core raises :class:`ResourceError` naming
 the layer, the resource, what is needed and what is available, with a suggestion — before
@@ -42,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ResourceError, UnsupportedError
+from .errors import NeurodeployError, ResourceError, UnsupportedError
 from .ir import Concat, Flatten, Graph, Input, Node
 from .ir.nodes import Add, QConv2d, QDense, QSumPool2d
 
@@ -406,12 +420,90 @@ class _SliceCosts:
         return self._dense(lay)
 
 
+# ------------------------------------------------------------------------------ SAM accumulator
+
+
+class _SamLayer:
+    """The on-chip SAM accumulator of one layer: its per-slice resources (module docstring)."""
+
+    def __init__(self, name: str, shape: tuple[int, ...], spec: Any, shared_state: bool,
+                 population: bool) -> None:
+        from .sam import SAM_SYNAPSE_BITS, accumulator_cost
+
+        c, h, w = shape
+        self.channels = spec.channels_of(name, shape)
+        cost = accumulator_cost((self.channels, h, w), gamma=spec.gamma, scale=spec.scale)
+        self.cost = cost
+        self.trace_bits = int(cost["trace_bits"]) if shared_state else 0
+        self.sum_bits = int(cost["sum_bits"]) if shared_state else 0
+        self.population = population
+        self.synapse_bits = SAM_SYNAPSE_BITS
+        #: per neuron (IR flat order): output axons the accumulator adds (2 per traced neuron)
+        self.reach = np.repeat(np.where(np.arange(c) < self.channels, 2, 0), h * w).astype(
+            np.int64)
+
+    def usage(self, lay: Layout) -> dict[str, np.ndarray]:
+        """Per slice of ``lay`` (a tiles layout): :data:`SAM_CORE_KEYS` arrays."""
+        if lay.kind != "tiles":
+            raise UnsupportedError("the SAM accumulator needs a (C, H, W) layer")
+        b = lay.box
+        area = (b[:, 3] - b[:, 2]) * (b[:, 5] - b[:, 4])
+        k = self.channels
+        traces = np.clip(np.minimum(b[:, 1], k) - b[:, 0], 0, None) * area
+        sums = np.where(b[:, 0] == 0, area, 0)
+        synapses = traces + k * sums
+        memory = self.synapse_bits * synapses + traces * self.trace_bits + sums * self.sum_bits
+        if self.population:  # one axon per source position (the channel is the atom)
+            axons = np.where(traces > 0, area, 0) + sums
+        else:
+            axons = traces + k * sums
+        return {"traces": traces, "sums": sums, "compartments": traces + sums,
+                "synapses": synapses, "synaptic_memory_bits": memory, "input_axons": axons,
+                "output_axons": 2 * traces}
+
+
+def _sam_core_from_json(doc: Any) -> dict[str, int] | None:
+    """A per-core ``sam`` entry of ``mapping.json`` (checked) or None."""
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise ValueError("a core's sam entry is not an object")
+    out = {}
+    for key in SAM_CORE_KEYS:
+        value = doc[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"a core's sam.{key} is not a count")
+        out[key] = value
+    return out
+
+
+def _check_sam_layer(doc: Any) -> None:
+    """A per-layer ``sam`` entry of ``mapping.json``: what accounting reads must be sound."""
+    if not isinstance(doc, dict):
+        raise ValueError("a layer's sam entry is not an object")
+    for key, lo, hi in (("channels", 1, None), ("scale", 1, None), ("decay", 1, 4095)):
+        value = doc[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo or (
+                hi is not None and value > hi):
+            raise ValueError(f"a layer's sam.{key} is {value!r}")
+
+
 # ------------------------------------------------------------------------------ results
+
+
+#: Keys of a core's ``sam`` entry (the accumulator's share of the core).
+SAM_CORE_KEYS = ("traces", "sums", "compartments", "synapses", "synaptic_memory_bits",
+                 "input_axons", "output_axons")
 
 
 @dataclass
 class CoreSlice:
-    """One core: a slice of one layer, where it sits and what it uses."""
+    """One core: a slice of one layer, where it sits and what it uses.
+
+    ``neurons``, ``synaptic_memory_bits``, ``input_axons`` and ``output_axons`` are the layer's
+    own; ``sam`` (or None) is what the on-chip SAM accumulator adds on the core
+    (:data:`SAM_CORE_KEYS`); :meth:`total_usage` is both together, checked against the
+    limits."""
 
     core: int
     chip: int
@@ -422,10 +514,22 @@ class CoreSlice:
     synaptic_memory_bits: int
     input_axons: int
     output_axons: int
+    sam: dict[str, int] | None = None
 
     def usage(self) -> dict[str, int]:
+        """The layer's own use of the core's resources (SAM excluded)."""
         return {"neurons": self.neurons, "synaptic_memory_bits": self.synaptic_memory_bits,
                 "input_axons": self.input_axons, "output_axons": self.output_axons}
+
+    def total_usage(self) -> dict[str, int]:
+        """Use of the core's resources including the SAM accumulator's (its compartments in
+        ``neurons``): what the per-core limits bound."""
+        use = self.usage()
+        if self.sam:
+            use["neurons"] += int(self.sam["compartments"])
+            for key in ("synaptic_memory_bits", "input_axons", "output_axons"):
+                use[key] += int(self.sam[key])
+        return use
 
 
 @dataclass
@@ -442,10 +546,28 @@ class Mapping:
     cores_per_tile: int
     synapse_encoding: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: the on-chip SAM accumulator (empty without one): ``layers``, ``gamma``, ``scale``,
+    #: ``decay``, ``cores_used_without_sam``, ``extra_cores``; each layer's details are in
+    #: ``layers[name]["sam"]``
+    sam: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cores_used(self) -> int:
         return len(self.cores)
+
+    @property
+    def sam_layers(self) -> dict[str, dict[str, Any]]:
+        """Layer → its SAM accumulator entry (``channels``, ``decay``, ``scale``, counts), for
+        the layers that carry one."""
+        return {name: info["sam"] for name, info in self.layers.items() if info.get("sam")}
+
+    def sam_cores(self, layer: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """``(trace core of every traced neuron (IR flat order of the first ``channels``
+        channels), channel-sum core of every pixel (H·W))`` of a SAM layer of ``shape``."""
+        c, h, w = shape
+        k = int(self.layers[layer]["sam"]["channels"])
+        core = self.core_of(layer, shape)
+        return core[:k * h * w], core[:h * w]
 
     def core_of(self, layer: str, shape: tuple[int, ...]) -> np.ndarray:
         """Core index of every neuron of ``layer`` (of ``shape``), in IR flat order."""
@@ -469,13 +591,19 @@ class Mapping:
                                start=int(r["first_neuron"]), neurons=int(r["neurons"]),
                                synaptic_memory_bits=int(r["synaptic_memory_bits"]),
                                input_axons=int(r["input_axons"]),
-                               output_axons=int(r["output_axons"]))
+                               output_axons=int(r["output_axons"]),
+                               sam=_sam_core_from_json(r.get("sam")))
                      for r in doc["per_core"]]
             layers = {str(r["layer"]): {k: v for k, v in r.items() if k != "layer"}
                       for r in doc["per_layer"]}
             for info in layers.values():
                 if info["layout"]["kind"] not in ("flat", "tiles"):
                     raise ValueError(f"layout kind {info['layout']['kind']!r}")
+                if info.get("sam") is not None:
+                    _check_sam_layer(info["sam"])
+            sam = doc.get("sam") or {}
+            if not isinstance(sam, dict):
+                raise ValueError("sam is not an object")
             mapping = cls(target=str(doc["target"]),
                           limits={k: int(v) for k, v in doc["limits_per_core"].items()},
                           cores=cores, layers=layers, chips_used=int(doc["chips_used"]),
@@ -483,7 +611,7 @@ class Mapping:
                           mesh_tiles=(int(doc["mesh_tiles"][0]), int(doc["mesh_tiles"][1])),
                           cores_per_tile=int(doc["cores_per_tile"]),
                           synapse_encoding=dict(doc.get("synapse_encoding", {})),
-                          warnings=list(doc.get("warnings", [])))
+                          warnings=list(doc.get("warnings", [])), sam=dict(sam))
         except (KeyError, TypeError, ValueError, IndexError) as err:
             raise BadInputFileError(source, f"not a neurodeploy mapping ({err!r}); compile the "
                                             "model again") from None
@@ -496,7 +624,15 @@ class Mapping:
         def util(use: dict[str, int]) -> dict[str, float]:
             return {k: round(use[k] / self.limits[k], 6) for k in RESOURCES}
 
-        return {
+        def core_row(c: CoreSlice) -> dict[str, Any]:
+            row = {"core": c.core, "chip": c.chip, "tile": list(c.tile), "layer": c.layer,
+                   "first_neuron": c.start, **c.usage()}
+            if c.sam:
+                row["sam"] = dict(c.sam)
+            row["utilization"] = util(c.total_usage())
+            return row
+
+        doc: dict[str, Any] = {
             "target": self.target,
             "cores_used": self.cores_used,
             "chips_used": self.chips_used,
@@ -509,13 +645,12 @@ class Mapping:
                 {"layer": name, **{k: v for k, v in info.items()}}
                 for name, info in self.layers.items()
             ],
-            "per_core": [
-                {"core": c.core, "chip": c.chip, "tile": list(c.tile), "layer": c.layer,
-                 "first_neuron": c.start, **c.usage(), "utilization": util(c.usage())}
-                for c in self.cores
-            ],
+            "per_core": [core_row(c) for c in self.cores],
             "warnings": list(self.warnings),
         }
+        if self.sam:
+            doc["sam"] = dict(self.sam)
+        return doc
 
 
 # ------------------------------------------------------------------------------ partition
@@ -542,6 +677,9 @@ _SUGGEST = {
 }
 
 
+_SAM_NOTE = " with its SAM accumulator share"
+
+
 class _Layer:
     def __init__(self, name: str, shape: tuple[int, ...], synapses: list[_Synapse],
                  encodings: tuple[str, ...], state_bits: int, population: bool) -> None:
@@ -553,6 +691,14 @@ class _Layer:
         self.family: list[Layout] = []
         self.index = 0
         self.fitting: list[tuple[list[Layout], int]] = []
+        #: the layer's SAM accumulator, and whether the partition counts it
+        self.sam: _SamLayer | None = None
+        self.sam_on = False
+
+    def restart(self, sam_on: bool) -> None:
+        """Forget the chosen layout (to partition again, with or without the SAM)."""
+        self.family, self.index, self.fitting = [], 0, []
+        self.sam_on = sam_on and self.sam is not None
 
     @property
     def layout(self) -> Layout:
@@ -569,8 +715,14 @@ class _Layer:
             axons = axons + a
             reaches.append((syn, reach))
             encodings[syn.name] = enc
-        return {"neurons": lay.sizes, "synaptic_memory_bits": mem, "input_axons": axons}, \
-            reaches, encodings
+        use = {"neurons": lay.sizes, "synaptic_memory_bits": mem, "input_axons": axons}
+        if self.sam_on:
+            assert self.sam is not None
+            extra = self.sam.usage(lay)
+            use = {"neurons": use["neurons"] + extra["compartments"],
+                   "synaptic_memory_bits": mem + extra["synaptic_memory_bits"],
+                   "input_axons": axons + extra["input_axons"]}
+        return use, reaches, encodings
 
 
 def _fits(use: dict[str, np.ndarray], limits: dict[str, int]) -> str | None:
@@ -612,9 +764,10 @@ def _partition(layer: _Layer, limits: dict[str, int], reach: np.ndarray | None =
             use = layer.usage(smallest)[0]
             bad = _fits(use, limits) or "neurons"
             raise ResourceError(
-                f"layer {layer.name}: one neuron needs {int(use[bad].max()):,} "
-                f"{bad.replace('_', ' ')} per core, the target has {limits[bad]:,}; "
-                f"{_SUGGEST[bad]}")
+                f"layer {layer.name}: one neuron{_SAM_NOTE if layer.sam_on else ''} needs "
+                f"{int(use[bad].max()):,} {bad.replace('_', ' ')} per core, the target has "
+                f"{limits[bad]:,}; {_SUGGEST[bad]}"
+                + ("; or leave this layer's SAM accumulator out" if layer.sam_on else ""))
 
     def out_ok(lay: Layout) -> bool:
         assert reach is not None
@@ -631,8 +784,10 @@ def _partition(layer: _Layer, limits: dict[str, int], reach: np.ndarray | None =
     if best is None:  # only the output-axon limit (reach given) can leave nothing
         assert reach is not None
         raise ResourceError(
-            f"layer {layer.name}: one neuron needs {int(reach.max()):,} output axons, the "
-            f"target has {limits['output_axons']:,} per core; {_SUGGEST['output_axons']}")
+            f"layer {layer.name}: one neuron{_SAM_NOTE if layer.sam_on else ''} needs "
+            f"{int(reach.max()):,} output axons, the target has {limits['output_axons']:,} per "
+            f"core; {_SUGGEST['output_axons']}"
+            + ("; or leave this layer's SAM accumulator out" if layer.sam_on else ""))
     layer.family, layer.index = best[2], best[3]
 
 
@@ -646,23 +801,12 @@ def _tile_path(mesh: tuple[int, int]) -> list[tuple[int, int]]:
     return path
 
 
-def map_graph(graph: Graph, target: Any, *, max_chips: int | None = None) -> Mapping:
-    """Partition and place a fixed-point ``graph`` on ``target`` (a loaded
-    :class:`neurodeploy.targets.Target`). Raises :class:`ResourceError` when it cannot fit."""
-    if not target.is_neuromorphic:
-        raise UnsupportedError(f"target {target.name} is an ANN device; map onto a "
-                               "neuromorphic target (loihi1, loihi1-sanafe, loihi2)")
-    if graph.stage == "float":
-        raise UnsupportedError("mapping needs a fixed-point graph; quantize it first "
-                               "(neurodeploy compile does)")
-    limits = _limits(target)
-    shapes = graph.shapes
-    encodings = tuple(target.resources["synapse_encodings"])
-    state_bits = int(target.resources.get("neuron_state_bits", 0))
-    population = bool(target.resources.get("population_axons", False))
-    layers = {name: _Layer(name, tuple(shapes[name]), _synapses_into(graph, name, shapes),
-                           encodings, state_bits, population)
-              for name in graph.neurons}
+def _partition_all(layers: dict[str, _Layer], limits: dict[str, int], sam_on: bool
+                   ) -> dict[str, np.ndarray]:
+    """Steps 1-2 of :func:`map_graph` (with or without the SAM accumulators): choose every
+    layer's layout; returns the output axons of every slice of every layer."""
+    for layer in layers.values():
+        layer.restart(sam_on)
 
     # 1. neurons, synaptic memory and input axons: fewest slices per layer.
     for layer in layers.values():
@@ -677,6 +821,10 @@ def map_graph(graph: Graph, target: Any, *, max_chips: int | None = None) -> Map
                 for src in syn.sources:
                     if src.layer is not None:
                         reach[src.layer] += r[src.offset:src.offset + src.size]
+        for name, layer in layers.items():
+            if layer.sam_on:
+                assert layer.sam is not None
+                reach[name] += layer.sam.reach
         changed = False
         for name, layer in reversed(layers.items()):
             lay = layer.layout
@@ -686,8 +834,47 @@ def map_graph(graph: Graph, target: Any, *, max_chips: int | None = None) -> Map
             changed = True
         if not changed:
             break
-    out_axons = {name: layer.layout.per_slice(reach[name]).astype(np.int64)
-                 for name, layer in layers.items()}
+    return {name: layer.layout.per_slice(reach[name]).astype(np.int64)
+            for name, layer in layers.items()}
+
+
+def map_graph(graph: Graph, target: Any, *, max_chips: int | None = None,
+              sam: Any = None) -> Mapping:
+    """Partition and place a fixed-point ``graph`` on ``target`` (a loaded
+    :class:`neurodeploy.targets.Target`). Raises :class:`ResourceError` when it cannot fit.
+
+    ``sam`` (a :class:`neurodeploy.sam.SamSpec`, or None) places the on-chip SAM accumulator
+    of its layers on their cores (module docstring); the mapping then records it per core
+    (``sam``), per layer (``layers[name]["sam"]``, with ``extra_cores`` against the layer
+    mapped without it) and in :attr:`Mapping.sam`."""
+    if not target.is_neuromorphic:
+        raise UnsupportedError(f"target {target.name} is an ANN device; map onto a "
+                               "neuromorphic target (loihi1, loihi1-sanafe, loihi2)")
+    if graph.stage == "float":
+        raise UnsupportedError("mapping needs a fixed-point graph; quantize it first "
+                               "(neurodeploy compile does)")
+    limits = _limits(target)
+    shapes = graph.shapes
+    encodings = tuple(target.resources["synapse_encodings"])
+    state_bits = int(target.resources.get("neuron_state_bits", 0))
+    population = bool(target.resources.get("population_axons", False))
+    layers = {name: _Layer(name, tuple(shapes[name]), _synapses_into(graph, name, shapes),
+                           encodings, state_bits, population)
+              for name in graph.neurons}
+    base_cores: dict[str, int] = {}
+    if sam is not None:
+        from .sam import SamSpec, check_sam_layers, check_sam_target
+
+        if not isinstance(sam, SamSpec):
+            raise NeurodeployError(f"sam must be a neurodeploy.sam.SamSpec, got "
+                                   f"{type(sam).__name__}")
+        check_sam_target(target)
+        for name in check_sam_layers(graph, list(sam.layers)):
+            layers[name].sam = _SamLayer(name, tuple(shapes[name]), sam, state_bits > 0,
+                                         population)
+        _partition_all(layers, limits, sam_on=False)  # the baseline: cores without SAM
+        base_cores = {name: layer.layout.slices for name, layer in layers.items()}
+    out_axons = _partition_all(layers, limits, sam_on=sam is not None)
 
     # 3. place along the tile path, chip after chip.
     cores_per_chip = int(target.resources["cores_per_chip"])
@@ -708,17 +895,24 @@ def map_graph(graph: Graph, target: Any, *, max_chips: int | None = None) -> Map
         lay = layer.layout
         use, _, encs = layer.usage(lay)
         syn_encoding.update(encs)
+        extra = layer.sam.usage(lay) if layer.sam_on and layer.sam is not None else None
         first = len(cores)
         for i, start in enumerate(lay.starts):
             k = len(cores)
             chip, local = divmod(k, cores_per_chip)
             tx, ty = path[local // per_tile]
+            core_sam = None if extra is None else {key: int(extra[key][i])
+                                                   for key in SAM_CORE_KEYS}
+            own = {key: int(use[key][i]) - (0 if core_sam is None else core_sam[
+                "compartments" if key == "neurons" else key])
+                   for key in ("neurons", "synaptic_memory_bits", "input_axons")}
+            out_own = int(out_axons[name][i]) - (0 if core_sam is None
+                                                 else core_sam["output_axons"])
             cores.append(CoreSlice(
                 core=k, chip=chip, tile=(chip * mesh[0] + tx, ty), layer=name,
-                start=int(start), neurons=int(use["neurons"][i]),
-                synaptic_memory_bits=int(use["synaptic_memory_bits"][i]),
-                input_axons=int(use["input_axons"][i]),
-                output_axons=int(out_axons[name][i])))
+                start=int(start), neurons=own["neurons"],
+                synaptic_memory_bits=own["synaptic_memory_bits"],
+                input_axons=own["input_axons"], output_axons=out_own, sam=core_sam))
         n_cores = len(cores) - first
         info[name] = {
             "neurons": layer.size, "cores": n_cores, "first_core": first,
@@ -731,10 +925,40 @@ def map_graph(graph: Graph, target: Any, *, max_chips: int | None = None) -> Map
                 k: round(float(np.asarray(use[k] if k != "output_axons" else out_axons[name])
                                .mean()) / limits[k], 6) for k in RESOURCES},
         }
+        if extra is not None:
+            assert layer.sam is not None
+            info[name]["sam"] = _sam_layer_info(layer.sam, extra, n_cores, base_cores[name])
     warnings = []
     if chips > int(target.resources["chips_per_board"]):
         warnings.append(f"{chips} chips exceed one board ({target.resources['chips_per_board']}"
                         " chips): multi-board latency is not modelled beyond the barrier")
+    summary: dict[str, Any] = {}
+    if sam is not None:
+        base_total = sum(base_cores.values())
+        summary = {"layers": [n for n in layers if layers[n].sam_on], "gamma": sam.gamma,
+                   "scale": sam.scale, "decay": sam.params.delta,
+                   "cores_used_without_sam": base_total,
+                   "extra_cores": len(cores) - base_total,
+                   "placement": SAM_PLACEMENT}
     return Mapping(target=target.name, limits=limits, cores=cores, layers=info,
                    chips_used=chips, cores_per_chip=cores_per_chip, mesh_tiles=mesh,  # type: ignore[arg-type]
-                   cores_per_tile=per_tile, synapse_encoding=syn_encoding, warnings=warnings)
+                   cores_per_tile=per_tile, synapse_encoding=syn_encoding, warnings=warnings,
+                   sam=summary)
+
+
+#: How :func:`map_graph` places the SAM accumulator (recorded in ``mapping.json``).
+SAM_PLACEMENT = ("traces on their neuron's core; the channel sum of a pixel on the core "
+                 "holding channel 0 of that pixel")
+
+
+def _sam_layer_info(sam: _SamLayer, extra: dict[str, np.ndarray], cores: int,
+                    base: int) -> dict[str, Any]:
+    """A layer's ``sam`` entry of ``mapping.json``."""
+    cost = sam.cost
+    totals = {key: int(extra[key].sum()) for key in SAM_CORE_KEYS}
+    return {"channels": sam.channels, "gamma": cost["gamma"], "scale": cost["scale"],
+            "decay": cost["decay"], **totals,
+            "trace_bits": int(cost["trace_bits"]), "sum_bits": int(cost["sum_bits"]),
+            "state_in_synaptic_memory": sam.trace_bits > 0,
+            "cores": int((extra["compartments"] > 0).sum()), "cores_without_sam": base,
+            "extra_cores": cores - base}

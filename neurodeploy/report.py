@@ -826,11 +826,19 @@ def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
 @dataclass(frozen=True)
 class Section:
     """One part of ``report.html``: ``id`` (anchor), ``title`` and ``render(doc) -> str``, an
-    HTML fragment (escape every string from the document with :func:`html.escape`)."""
+    HTML fragment (escape every string from the document with :func:`html.escape`).
+
+    ``key``: the document key an optional section draws (e.g. ``"sam"``); the section is left
+    out of reports whose document lacks it (the core sections have none and always show)."""
 
     id: str
     title: str
     render: Callable[[Mapping[str, Any]], str]
+    key: str | None = None
+
+    def shown(self, doc: Mapping[str, Any]) -> bool:
+        """Whether ``doc`` gets this section."""
+        return self.key is None or doc.get(self.key) is not None
 
 
 def _e(value: Any) -> str:
@@ -1162,10 +1170,11 @@ def render_html(doc: Mapping[str, Any]) -> str:
     with matplotlib.rc_context({"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9,
                                 "xtick.labelsize": 8, "ytick.labelsize": 8,
                                 "font.family": "DejaVu Sans"}):
-        for s in SECTIONS:
+        shown = [s for s in SECTIONS if s.shown(doc)]
+        for s in shown:
             body = s.render(doc)
             parts.append(f'<section id="{_e(s.id)}"><h2>{_e(s.title)}</h2>{body}</section>')
-    nav = "".join(f'<a href="#{_e(s.id)}">{_e(s.title)}</a>' for s in SECTIONS)
+    nav = "".join(f'<a href="#{_e(s.id)}">{_e(s.title)}</a>' for s in shown)
     title = f"{doc['model']} on {doc['target']}"
     version = doc.get("neurodeploy", "")
     return (

@@ -8,6 +8,12 @@ finds the ANN and puts the sections of :mod:`neurodeploy.report` together.
 ``neurodeploy train --ann`` outputs are laid out). Otherwise, for a zoo checkpoint, the twin's
 architecture (:func:`neurodeploy.models.zoo.twin_config`) with untrained weights: its cost
 does not depend on the weights, its accuracy is unknown (reported as such).
+
+**On-chip SAM accumulator.** A compile made with ``sam_layers`` counts and costs the
+accumulator in every dataset run: the energy breakdown has its ``sam`` part, and the report's
+``sam`` entry (its "Spike Activation Maps" section) holds
+:func:`neurodeploy.sam.accumulator_summary` of the run (compartments, cores, extra cores,
+synaptic ops and energy per inference, per layer).
 """
 
 from __future__ import annotations
@@ -167,13 +173,23 @@ def build_report(folder: str | Path, *, ann: str | None = None,
         (log or (lambda m: None))(f"no ANN comparison: {err}")
     if cmp is not None and (cmp.get("accuracy") or {}).get("ann") is not None:
         accuracy["ann"] = cmp["accuracy"]["ann"]
+    mapping = read_mapping_json(sim["compiled"])
+    extra: dict[str, Any] = {}
+    if mapping.get("sam"):
+        from .sam import accumulator_summary, register_report_section
+
+        acc = accumulator_summary(mapping, sim["activity"], cost)
+        if acc is not None:
+            register_report_section()
+            extra["sam"] = {"gamma": acc["gamma"], "decay": acc["decay"],
+                            "scale": acc["scale"], "accumulator": acc}
     return make_report(
         model=sim["model"], target=sim["target"], steps=sim["steps"], samples=sim["samples"],
-        accuracy=accuracy, mapping=read_mapping_json(sim["compiled"]),
+        accuracy=accuracy, mapping=mapping,
         activity=activity_section(sim["activity"]),
         energy={**cost["energy"], "per_step_j": cost["per_step"]["energy_j"]},
         latency={**cost["latency"], "time_per_step_s": cost["per_step"]["time_s"],
                  "mean_time_per_step_s": cost["latency"]["time_per_step_s"]},
         ann_comparison=cmp,
         assumptions=list(cost.get("assumptions", [])), data=sim.get("data"),
-        pipeline_depth=sim.get("pipeline_depth"))
+        pipeline_depth=sim.get("pipeline_depth"), **extra)

@@ -375,6 +375,177 @@ def accumulator_cost(shape: Sequence[int], *, gamma: float = DEFAULT_GAMMA,
     }
 
 
+#: Bits of an accumulator synapse's weight (both kinds; :func:`accumulator_cost`).
+SAM_SYNAPSE_BITS = 8
+#: Synapse encoding whose per-op energy and time the accumulator's synaptic ops are charged at
+#: (one-to-one and one-per-channel synapses, one 8-bit weight each, no index).
+SAM_ENCODING = "dense"
+
+
+@dataclass(frozen=True)
+class SamSpec:
+    """Which neuron layers of a fixed-point graph carry an on-chip SAM accumulator, for the
+    mapping (:func:`neurodeploy.mapping.map_graph`), the event accounting and the cost model.
+
+    Attributes:
+        layers: conv neuron layers (IR names, shape ``(C, H, W)``).
+        gamma: kernel steepness per step (> 0); sets the 12-bit decay.
+        scale: trace increment ``A`` per spike.
+        channels: per layer, the channels that get a trace (the first ``k``; default all):
+            relay channels that legalization appends to a layer carry no trace.
+    """
+
+    layers: tuple[str, ...]
+    gamma: float = DEFAULT_GAMMA
+    scale: int = DEFAULT_SCALE
+    channels: Mapping[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        layers = [self.layers] if isinstance(self.layers, str) else list(self.layers)
+        if not layers or not all(isinstance(n, str) and n for n in layers):
+            raise NeurodeployError(f"SAM layers must be a non-empty list of layer names, got "
+                                   f"{self.layers!r}")
+        object.__setattr__(self, "layers", tuple(dict.fromkeys(layers)))
+        params = SamFixedPoint(self.gamma, self.scale)
+        object.__setattr__(self, "gamma", params.gamma)
+        object.__setattr__(self, "scale", params.scale)
+        chans = dict(self.channels or {})
+        bad = [f"{k}={v!r}" for k, v in chans.items() if isinstance(v, bool)
+               or not isinstance(v, (int, np.integer)) or v < 1]
+        if bad:
+            raise NeurodeployError(f"SAM channels must be positive integers: {', '.join(bad)}")
+        object.__setattr__(self, "channels", {str(k): int(v) for k, v in chans.items()})
+
+    @property
+    def params(self) -> SamFixedPoint:
+        """The fixed-point parameters (decay, increment)."""
+        return SamFixedPoint(self.gamma, self.scale)
+
+    def channels_of(self, layer: str, shape: Sequence[int]) -> int:
+        """Channels of ``layer`` (of neuron shape ``(C, H, W)``) that get a trace."""
+        assert self.channels is not None  # set in __post_init__
+        return min(int(self.channels.get(layer, shape[0])), int(shape[0]))
+
+
+def check_sam_target(target: Any) -> None:
+    """Raise :class:`UnsupportedError` unless ``target`` (a loaded
+    :class:`~neurodeploy.targets.Target`) can run the on-chip accumulator: its spike-gated
+    read-out of a trace is a graded spike sent by a programmable neuron (Loihi 2); Loihi 1's
+    binary spikes and fixed neuron model cannot carry it (``algorithms.md`` §5.4)."""
+    graded = int(target.precision.get("message_bits_max", 0)) > 0
+    if not (getattr(target, "programmable_neurons", False) and graded):
+        raise UnsupportedError(
+            f"target {target.name} cannot run the on-chip SAM accumulator: its trace read-out "
+            "is a graded spike from a programmable neuron (binary spikes and a fixed neuron "
+            "model cannot carry it)", hint="use loihi2, or compute SAM with neurodeploy sam")
+
+
+def check_sam_layers(graph: Any, layers: str | Sequence[str]) -> list[str]:
+    """The SAM layers ``layers`` (names, or one comma-separated string) of ``graph``, checked:
+    spiking layers (float graph) or neuron layers (fixed graph) of shape ``(C, H, W)``.
+    Raises :class:`NeurodeployError` for unknown names and :class:`UnsupportedError` for
+    layers without a ``(C, H, W)`` shape, each listing the valid layers."""
+    if graph.stage == "float":
+        return select_layers(graph, layers)
+    shapes = graph.shapes
+    neurons = list(graph.neurons)
+    conv = [n for n in neurons if len(shapes[n]) == 3]
+    if isinstance(layers, str):
+        layers = [s.strip() for s in layers.split(",") if s.strip()]
+    names = list(dict.fromkeys(str(n) for n in layers))
+    if not conv:
+        raise UnsupportedError(f"the network has no neuron layers of shape (C, H, W) (neuron "
+                               f"layers: {', '.join(neurons) or 'none'}); the SAM accumulator "
+                               "needs conv layers")
+    if not names:
+        raise NeurodeployError(f"no SAM layers given; conv neuron layers: {', '.join(conv)}")
+    unknown = [n for n in names if n not in neurons]
+    if unknown:
+        raise NeurodeployError(f"unknown SAM layer(s) {', '.join(unknown)}; conv neuron "
+                               f"layers: {', '.join(conv)}")
+    flat = [f"{n} {tuple(shapes[n])}" for n in names if n not in conv]
+    if flat:
+        raise UnsupportedError(f"the SAM accumulator needs conv layers (channels, H, W); not "
+                               f"{', '.join(flat)}", hint=f"conv neuron layers: {', '.join(conv)}")
+    return names
+
+
+def accumulator_summary(mapping: Mapping[str, Any], activity: Mapping[str, Any] | None = None,
+                        cost: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """What the on-chip accumulator takes and costs as deployed, per layer, from the documents
+    of a mapping made with a :class:`SamSpec` (``mapping.json``,
+    :meth:`~neurodeploy.mapping.Mapping.to_json`) and, optionally, of a run counted and costed
+    on it (:meth:`~neurodeploy.accounting.Activity.to_dict`,
+    :meth:`~neurodeploy.cost.CostReport.to_dict`; their samples are inferences). None when the
+    mapping has no accumulator.
+
+    Returns ``target``, ``gamma``, ``scale``, ``decay``, ``placement``, ``cores_used``,
+    ``cores_used_without_sam``, ``extra_cores``; with a run also ``energy_per_inference_j``
+    (the whole network's, J), ``sam_energy_per_inference_j`` (the breakdown's ``sam`` part),
+    ``sam_share`` (of the total), ``preset``, ``scope``; and ``layers``: per layer its mapping
+    counts (``channels``, ``compartments``, ``traces``, ``sums``, ``synapses``,
+    ``synaptic_memory_bits``, ``cores``, ``cores_without_sam``, ``extra_cores``) and, with a
+    run, per inference: ``spikes`` (the layer's), ``synops`` (the accumulator's: 2 per
+    spike), ``updates``, ``active_updates``, ``messages`` and ``energy_j``."""
+    summary = mapping.get("sam")
+    if not summary:
+        return None
+    out: dict[str, Any] = {
+        "target": mapping.get("target"),
+        **{k: summary.get(k) for k in ("gamma", "scale", "decay", "placement")},
+        "cores_used": mapping.get("cores_used"),
+        "cores_used_without_sam": summary.get("cores_used_without_sam"),
+        "extra_cores": summary.get("extra_cores"),
+    }
+    sam_act = ((activity or {}).get("sam") or {}).get("per_layer") or {}
+    net_act = (activity or {}).get("per_layer") or {}
+    energy = (cost or {}).get("energy") or {}
+    per_layer_j = energy.get("sam_per_layer_j") or {}
+    if cost is not None:
+        total = energy["per_inference_j"]["total"]
+        part = energy["breakdown_j"].get("sam", 0.0)
+        out.update({"energy_per_inference_j": total, "sam_energy_per_inference_j": part,
+                    "sam_share": part / total if total else None,
+                    "preset": energy.get("preset"), "scope": energy.get("scope")})
+    layers: dict[str, Any] = {}
+    for row in mapping.get("per_layer", []):
+        info = row.get("sam")
+        if not info:
+            continue
+        name = row["layer"]
+        item = {k: info.get(k) for k in ("channels", "compartments", "traces", "sums",
+                                         "synapses", "synaptic_memory_bits", "cores",
+                                         "cores_without_sam", "extra_cores")}
+        counts = sam_act.get(name)
+        if counts is not None:
+            item.update({
+                "spikes": (net_act.get(name) or {}).get("output_spikes"),
+                "synops": counts["syn_ops"],
+                "updates": counts["active_updates"] + counts["inactive_updates"],
+                "active_updates": counts["active_updates"],
+                "messages": counts["messages_out"],
+                "energy_j": per_layer_j.get(name)})
+        layers[name] = item
+    out["layers"] = layers
+    return out
+
+
+class _Observers:
+    """Several hw_sim step observers as one (hw_sim takes one)."""
+
+    def __init__(self, *observers: Any) -> None:
+        self.observers = [o for o in observers if o is not None]
+
+    def input_step(self, name: str, t: int, events: torch.Tensor) -> None:
+        for o in self.observers:
+            o.input_step(name, t, events)
+
+    def neuron_step(self, name: str, t: int, s: torch.Tensor, u: torch.Tensor,
+                    v: torch.Tensor, a: torch.Tensor | int) -> None:
+        for o in self.observers:
+            o.neuron_step(name, t, s, u, v, a)
+
+
 class SamAccumulator:
     """The on-chip SAM accumulator as a hw_sim :class:`~neurodeploy.hw_sim.engine.StepObserver`
     (``hw_sim.run(graph, x, steps=..., observer=acc)``): streaming, it keeps per neuron only its
@@ -750,10 +921,12 @@ def _compile_in_memory(m: _Models, target: str, data: str, calib_samples: int,
 
 
 def _deployed_run(graph: Any, layers: list[str], channels: dict[str, int], x: np.ndarray,
-                  steps: int, *, gamma: float, mode: str, scale: int, onchip: bool
+                  steps: int, *, gamma: float, mode: str, scale: int, onchip: bool,
+                  accountant: Any = None
                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray | None]:
     """hw_sim run of the deployed graph with the accumulator attached: ``(window spikes
-    (B, T, C, H, W), on-chip maps (B, T, H, W) NCS units, predictions or None)``."""
+    (B, T, C, H, W), on-chip maps (B, T, H, W) NCS units, predictions or None)``;
+    ``accountant`` (an :class:`~neurodeploy.accounting.Accountant`) also counts the run."""
     from .inference import deployed_inputs, output_scale, run_deployed, window
     from .ir import QCubaLIF
     from .simulation import pipeline_depths
@@ -775,7 +948,8 @@ def _deployed_run(graph: Any, layers: list[str], channels: dict[str, int], x: np
     out = outs[0] if len(outs) == 1 and output_scale(graph, outs[0]) is not None else None
     if out is not None:
         record.setdefault(out, []).append("v")
-    res = run_deployed(graph, inputs, record=record, observer=acc)
+    observer = _Observers(acc, accountant) if accountant is not None else acc
+    res = run_deployed(graph, inputs, record=record, observer=observer)
     spikes = {n: np.moveaxis(window(graph, n, res.traces[f"{n}.s"], steps)[:, sl[n]], -1, 1)
               for n in layers}
     maps = {}
@@ -787,6 +961,29 @@ def _deployed_run(graph: Any, layers: list[str], channels: dict[str, int], x: np
         v = window(graph, out, res.traces[f"{out}.v"], steps)[..., -1]
         pred = v.reshape(len(v), -1).argmax(axis=1)
     return spikes, maps, pred
+
+
+def _accumulator_mapping(m: _Models, graph: Any, names: list[str], channels: dict[str, int],
+                         gamma: float, scale: int, target: str) -> tuple[Any, Any, str | None]:
+    """``(mapping with the accumulator on ``names``, its target, None)`` for the deployed
+    graph (on the compile folder's target, else ``target``), or ``(None, None, a note)`` when
+    the target cannot run it or it does not fit."""
+    from .errors import ResourceError
+    from .mapping import map_graph
+    from .targets import load_target
+
+    if m.compiled is not None:
+        from .compile import read_compiled
+
+        tgt = read_compiled(m.compiled).target()
+    else:
+        tgt = load_target(target)
+    try:
+        check_sam_target(tgt)
+        spec = SamSpec(tuple(names), gamma, scale, channels=channels)
+        return map_graph(graph, tgt, sam=spec), tgt, None
+    except (UnsupportedError, ResourceError) as err:
+        return None, None, f"no on-chip accumulator cost: {err}"
 
 
 def _ann_twin(ann: str | Path | None, source: Path, in_shape: tuple[int, ...]
@@ -949,7 +1146,10 @@ def run_sam(model: str | Path | None = None, data: str | None = None, samples: i
     ``layers`` (one row per layer: ``layer``, ``shape``, ``depth``, ``onchip`` (see
     :func:`onchip_error`), ``drift`` (see :func:`drift`), ``localization`` {sam, sam_onchip,
     snn_gradcam: {error, per_sample, best_t, agreement}}, ``variance``), ``cost`` (per layer,
-    :func:`accumulator_cost`), ``files``, ``notes``, ``preview``, ``seconds``).
+    :func:`accumulator_cost`), ``accumulator`` (the accumulator mapped on the deployed
+    network's target and costed on this run: :func:`accumulator_summary`; None for the
+    official mode or a target that cannot run it), ``files``, ``notes``, ``preview``,
+    ``seconds``).
 
     Raises:
         NeurodeployError: bad arguments (γ ≤ 0, unknown layers or mode, …), data that does
@@ -1021,9 +1221,31 @@ def run_sam(model: str | Path | None = None, data: str | None = None, samples: i
                      "deployed model's spikes")
     say("deployed model on hw_sim with the SAM accumulator")
     channels = {nm: int(shapes[nm][0]) for nm in names}
+    sam_mapping = acc_target = accountant = None
+    if onchip:
+        sam_mapping, acc_target, note = _accumulator_mapping(
+            m, deployed, names, channels, g, params.scale, target)
+        if note:
+            notes.append(note)
+        if sam_mapping is not None:
+            from .accounting import Accountant
+
+            accountant = Accountant(deployed, sam_mapping)
     d_spikes, on_maps, d_pred = _deployed_run(deployed, names, channels, x, T, gamma=g,
                                               mode=mode if onchip else "inclusive",
-                                              scale=params.scale, onchip=onchip)
+                                              scale=params.scale, onchip=onchip,
+                                              accountant=accountant)
+    accumulator = None
+    if accountant is not None:
+        from .cost import estimate
+        from .inference import depth_of_outputs
+
+        activity = accountant.result()
+        report_cost = estimate(activity, sam_mapping, acc_target,
+                               steps=T + depth_of_outputs(deployed), samples=n, drained=True)
+        accumulator = accumulator_summary(sam_mapping.to_json(),  # type: ignore[union-attr]
+                                          activity.to_dict(per_step=False),
+                                          report_cost.to_dict())
     from .simulation import pipeline_depths
 
     depths = pipeline_depths(deployed)
@@ -1110,6 +1332,7 @@ def run_sam(model: str | Path | None = None, data: str | None = None, samples: i
         "layers": rows,
         "cost": {nm: accumulator_cost(shapes[nm], gamma=g, scale=params.scale)
                  for nm in names},
+        "accumulator": accumulator,
         "files": files, "notes": notes,
         "preview": _preview(x[0], f_maps, T),
     }
@@ -1184,8 +1407,11 @@ def render_section(doc: Mapping[str, Any]) -> str:
     for key, label in (("gamma", "γ"), ("mode", "mode"), ("decay", "12-bit decay"),
                        ("scale", "trace increment A"), ("bound", "error bound per spike"),
                        ("samples", "samples"), ("ann", "ANN")):
-        out.append(f"<div><dt>{_e(label)}</dt><dd>{_e(_fmt(sam.get(key)))}</dd></div>")
+        if key in sam:
+            out.append(f"<div><dt>{_e(label)}</dt><dd>{_e(_fmt(sam.get(key)))}</dd></div>")
     out.append("</dl>")
+    if not sam.get("layers") and not isinstance(sam.get("accumulator"), Mapping):
+        out.append(_nodata("No SAM layers in this report."))
     head = ("layer", "shape", "depth", "on-chip error / spike", "within bound", "drift L1",
             "loc. err SAM", "loc. err on-chip", "loc. err SNN Grad-CAM", "variance SAM",
             "variance SNN Grad-CAM")
@@ -1202,7 +1428,11 @@ def render_section(doc: Mapping[str, Any]) -> str:
             _fmt((loc.get("sam_onchip") or {}).get("error")),
             _fmt((loc.get("snn_gradcam") or {}).get("error")),
             _fmt(var.get("sam")), _fmt(var.get("snn_gradcam"))))
-    out.append(_table(head, table_rows, numeric_from=2))
+    if table_rows:
+        out.append(_table(head, table_rows, numeric_from=2))
+    acc = sam.get("accumulator")
+    if isinstance(acc, Mapping):
+        out.append(render_accumulator(acc))
     preview = sam.get("preview")
     if isinstance(preview, Mapping) and preview.get("maps"):
         try:
@@ -1234,9 +1464,37 @@ def render_section(doc: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
+def render_accumulator(acc: Mapping[str, Any]) -> str:
+    """HTML table of the on-chip accumulator's cost (:func:`accumulator_summary`)."""
+    from .report import _e, _table, si
+
+    rows = []
+    for name, r in (acc.get("layers") or {}).items():
+        share = (r.get("energy_j") / acc["energy_per_inference_j"]
+                 if r.get("energy_j") is not None and acc.get("energy_per_inference_j")
+                 else None)
+        rows.append((name, _fmt(r.get("compartments")), _fmt(r.get("cores")),
+                     _fmt(r.get("extra_cores")), _fmt(r.get("synaptic_memory_bits")),
+                     _fmt(r.get("spikes")), _fmt(r.get("synops")),
+                     si(r.get("energy_j"), "J"),
+                     "—" if share is None else f"{100 * share:.1f} %"))
+    head = ("layer", "compartments", "cores", "extra cores", "memory bits",
+            "layer spikes / inference", "SAM synops / inference", "SAM energy / inference",
+            "share of total")
+    text = (f"<p>On-chip SAM accumulator on {_e(acc.get('target'))}: "
+            f"{_fmt(acc.get('extra_cores'))} extra core(s) over "
+            f"{_fmt(acc.get('cores_used_without_sam'))}; {_e(acc.get('placement') or '')}.")
+    if acc.get("sam_energy_per_inference_j") is not None:
+        text += (f" It costs {si(acc['sam_energy_per_inference_j'], 'J')} of "
+                 f"{si(acc.get('energy_per_inference_j'), 'J')} per inference (preset "
+                 f"{_e(acc.get('preset'))}; dynamic energy; the step time it adds is in the "
+                 "static part).")
+    return text + "</p>" + _table(head, rows, numeric_from=1)
+
+
 def register_report_section() -> None:
     """Add the SAM section to ``report.html`` (:func:`neurodeploy.report.register_section`;
     idempotent)."""
     from .report import Section, register_section
 
-    register_section(Section("sam", "Spike Activation Maps", render_section))
+    register_section(Section("sam", "Spike Activation Maps", render_section, key="sam"))

@@ -216,7 +216,7 @@ def test_write_report_creates_both_files(tmp_path: Path) -> None:
     assert report.load_report(out) == doc
     text = (out / "report.html").read_text(encoding="utf-8")
     for section in report.SECTIONS:
-        assert f'<section id="{section.id}">' in text
+        assert (f'<section id="{section.id}">' in text) == section.shown(doc)
     assert text.count("<svg") == 6  # accuracy, activity, energy, mesh, time, ANN vs SNN
 
 
@@ -363,6 +363,17 @@ def test_register_section_inserts_before_assumptions(monkeypatch: pytest.MonkeyP
     assert '<a href="#sam">' in text
     with pytest.raises(NeurodeployError, match="no report section 'nope'"):
         report.register_section(report.Section("y", "Y", lambda d: ""), after="nope")
+
+
+def test_optional_section_only_where_its_data_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A section with a ``key`` appears only in documents holding that key."""
+    monkeypatch.setattr(report, "SECTIONS", list(report.SECTIONS))
+    report.register_section(report.Section("opt", "Optional", lambda doc: "<p>opt</p>",
+                                           key="opt"))
+    plain = report.render_html(sample_report(with_ann=False))
+    assert 'id="opt"' not in plain and '<a href="#opt">' not in plain
+    with_data = report.render_html({**sample_report(with_ann=False), "opt": {"x": 1}})
+    assert '<section id="opt"><h2>Optional</h2><p>opt</p>' in with_data
 
 
 def test_mesh_plot_places_every_core_in_its_tile() -> None:
@@ -624,7 +635,8 @@ def test_report_html_renders_in_chromium(browser: Browser, tmp_path: Path) -> No
           nodata: document.querySelectorAll('.nodata').length,
         }; })()""")
     assert layout["title"] == "neurodeploy report: tiny_snn.net on loihi1"
-    assert [s[0] for s in layout["sections"]] == [s.id for s in report.SECTIONS]
+    doc = sample_report()
+    assert [s[0] for s in layout["sections"]] == [s.id for s in report.SECTIONS if s.shown(doc)]
     assert all(h > 40 for _, _, h in layout["sections"]), layout["sections"]
     assert [s[0] for s in layout["svgs"]] == ["accuracy", "activity", "energy", "mesh", "time",
                                               "ann"]
