@@ -6,6 +6,8 @@ Exact definitions: ``reference/algorithms.md`` §1–4. Time is 0-based. Every s
 works on one time step per call and keeps its state between calls until :meth:`reset_state`
 (``SpikingNet`` calls it at the start of every forward pass), so a network body is an ordinary
 per-step ``nn.Module`` graph that ``torch.fx`` can trace (neuron layers are leaves).
+``SpikingNet.run(..., start=, carry_state=)`` runs one period of a longer window (HIRE-SNN
+training, truncated BPTT).
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ class StatefulModule(nn.Module):
     def reset_state(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def detach_state(self) -> None:
+        """Cut the autograd history of the carried state, keeping its value (truncated BPTT).
+        Layers whose state holds no tensor computed from the input need not override this."""
+
 
 class LIF(StatefulModule):
     """Leaky integrate-and-fire with soft reset (reference/algorithms.md §2).
@@ -112,6 +118,10 @@ class LIF(StatefulModule):
 
     def reset_state(self) -> None:
         self.v = None
+
+    def detach_state(self) -> None:
+        if self.v is not None:
+            self.v = self.v.detach()
 
     def _fire(self, u: torch.Tensor) -> torch.Tensor:
         return spike(u / self.threshold - 1.0, self.surrogate, self.surrogate_scale)
@@ -192,6 +202,10 @@ class Accumulator(StatefulModule):
 
     def reset_state(self) -> None:
         self.v = None
+
+    def detach_state(self) -> None:
+        if self.v is not None:
+            self.v = self.v.detach()
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
         self.v = current if self.v is None else self.v + current
@@ -285,12 +299,38 @@ class SpikingNet(nn.Module):
             if isinstance(m, StatefulModule):
                 m.reset_state()
 
-    def run(self, x: torch.Tensor, timesteps: int | None = None, *,
-            record: bool = False) -> tuple[torch.Tensor, dict[str, list[torch.Tensor]]]:
+    def detach_state(self) -> None:
+        """Detach every stateful layer's state from autograd (values kept)."""
+        for m in self.modules():
+            if isinstance(m, StatefulModule):
+                m.detach_state()
+
+    def run(self, x: torch.Tensor, timesteps: int | None = None, *, record: bool = False,
+            start: int = 0, carry_state: bool = False
+            ) -> tuple[torch.Tensor, dict[str, list[torch.Tensor]]]:
         """``(logits, spikes)``; ``spikes[name]`` is the list over t of that LIF layer's
-        output (only when ``record``)."""
+        output (only when ``record``).
+
+        ``start`` and ``carry_state`` run one period of a longer window (HIRE-SNN): the
+        steps are ``t = start … start+timesteps−1`` (the encoder gets these ``t`` and BNTT
+        layers use these steps' statistics). With ``carry_state`` the layers' state continues
+        from the previous call, detached from its autograd graph (truncated BPTT); else it
+        starts from zero. The output :class:`Accumulator` restarts either way, so the logits
+        are the output accumulated over these steps divided by their number. The defaults
+        (``start=0``, no carry) are the ordinary full-window run.
+        """
         steps = self.timesteps if timesteps is None else int(timesteps)
-        self.reset_state()
+        if start < 0:
+            raise ValueError(f"start step {start} must be >= 0")
+        if carry_state:
+            self.detach_state()
+        else:
+            self.reset_state()
+        for m in self.modules():
+            if isinstance(m, BNTT):
+                m.t = int(start)
+            elif isinstance(m, Accumulator):
+                m.reset_state()
         spikes: dict[str, list[torch.Tensor]] = {}
         hooks = []
         if record:
@@ -301,7 +341,7 @@ class SpikingNet(nn.Module):
                         lambda _m, _i, out, key=name: spikes[key].append(out)))
         try:
             out = None
-            for t in range(steps):
+            for t in range(start, start + steps):
                 out = self.body(self.encoder(x, t))
         finally:
             for h in hooks:
