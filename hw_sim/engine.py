@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from neurodeploy.errors import NeurodeployError, UnsupportedError
+from neurodeploy.ir.nodes import lava_weights
 from neurodeploy.ir import (
     Add,
     Concat,
@@ -85,28 +86,6 @@ def _shift(x: torch.Tensor, exp: int) -> torch.Tensor:
     if exp < 0:
         return x >> (-exp)
     return x
-
-
-def lava_weights(weight: np.ndarray, num_weight_bits: int, sign_mode: str) -> np.ndarray:
-    """The weights Lava's bit-accurate Dense actually uses: clipped by sign mode to 8 bits, then
-    with the low ``8 - num_weight_bits + is_mixed`` bits zeroed (``lava.utils.weightutils``)."""
-    w = weight.astype(np.int64)
-    if sign_mode == "mixed":
-        w = np.clip(w, -256, 255)
-    elif sign_mode == "excitatory":
-        w = np.clip(w, 0, 255)
-    else:
-        w = -np.clip(-w, 0, 255)
-    mixed = 1 if sign_mode == "mixed" else 0
-    drop = 8 - num_weight_bits + mixed
-    if drop > 0:
-        # truncate_weights works on magnitudes for inhibitory (negated excitatory) weights and
-        # on the two's complement for mixed weights: a right-then-left shift of w (floor).
-        if sign_mode == "inhibitory":
-            w = -((-w) >> drop << drop)
-        else:
-            w = (w >> drop) << drop
-    return w
 
 
 @dataclass

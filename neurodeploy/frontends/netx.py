@@ -1,8 +1,9 @@
 """Read and write lava-dl netx HDF5 network files (``.net``) as fixed-point IR graphs.
 
 The reader mirrors what ``lava.lib.dl.netx.hdf5.Network`` builds from a file (without importing
-Lava): dense weights go through netx's ``optimize_weight_bits``, conv weights are used as stored
-(exponent 0), CUBA neurons get netx's ``bias_exp = 6``. Every value read from the file is checked
+Lava): dense weights go through netx's ``optimize_weight_bits`` and are clipped in the sign mode
+Lava's ``Dense`` picks for itself (netx passes none), conv weights are used as stored (exponent
+0), CUBA neurons get netx's ``bias_exp = 6``. Every value read from the file is checked
 (presence, dtype, shape, range, size before allocation) and every problem is reported as a
 one-line :class:`~neurodeploy.errors.BadInputFileError` naming the file and the layer.
 
@@ -11,7 +12,13 @@ Layer ``i`` of type ``t`` becomes a neuron node ``f"{t}{i}"`` (fed by a synapse 
 ``input`` followed by its neuron ``input0``. What the IR does not model (the ``simulation`` group,
 the input transform, extra neuron fields such as ``scaleRho``, the stored dtypes and shapes of
 datasets) is kept in ``graph.metadata["netx"]`` so that :func:`write_netx` writes an equivalent
-file back.
+file back. The input layer's ``messageBits`` (written when the ``Input`` sends graded events into
+the first synapse layer) is neurodeploy's record of what netx takes as
+``Network(input_message_bits=...)``; netx itself ignores the field.
+
+The writer refuses what netx would run differently from hw_sim (see :func:`write_netx`), and
+:func:`run_netx` runs a file in lava-dl's own netx under hw_sim's run conventions, so that the
+two compare spike for spike (``docs/concepts.md``, "netx files").
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from ._hdf5 import CheckedGroup
 from ..errors import (
     BadInputFileError,
     InvalidIRError,
+    MissingExtraError,
     NeurodeployError,
     QuantizationError,
     UnsupportedError,
@@ -49,12 +57,17 @@ from ..ir import (
     QSigmaDelta,
     QSumPool2d,
 )
-from ..ir.nodes import DECAY_UNITY, VTH_MANT_MAX
+from ..ir.nodes import DECAY_UNITY, VTH_MANT_MAX, lava_weights
+from ..simulation import RECORDABLE, RunResult, check_inputs
 
 #: Layer types the reader understands (``dense_comp`` is recognized but not supported yet).
 LAYER_TYPES = ("input", "flatten", "dense", "dense_rec", "conv", "pool", "average", "concat")
+#: Layer types lava-dl 0.6's ``netx.hdf5.Network`` can build (the others raise in netx).
+NETX_RUNNABLE = ("input", "conv", "dense", "dense_rec", "flatten")
 #: netx's bias exponent for every CUBA neuron.
 NETX_BIAS_EXP = 6
+#: Range of Lava's int16 ``bias_mant`` (netx casts larger biases into it, wrapping them).
+_BIAS_MANT_MIN, _BIAS_MANT_MAX = -(1 << 15), (1 << 15) - 1
 #: Largest synaptic delay netx keeps (larger ones are clamped with a warning).
 MAX_DELAY = 62
 #: netx's neuron for a dense layer without a ``neuron`` group (a non-leaky integrator). netx
@@ -123,16 +136,47 @@ def _sign_mode(weight: np.ndarray) -> str:
     return "mixed"
 
 
+def lava_sign_mode(weight: np.ndarray) -> str:
+    """The sign mode Lava's ``Dense`` gives itself (``weightutils.determine_sign_mode``): netx
+    passes no sign mode, so this, not netx's, decides how the weights are clipped. It differs
+    from netx's where the largest weight is 0 (netx: mixed; Lava: inhibitory)."""
+    if not weight.size or weight.min() >= 0:
+        return "excitatory"
+    if weight.max() <= 0:
+        return "inhibitory"
+    return "mixed"
+
+
+def netx_dense_weights(weight: np.ndarray, weight_rec: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray | None, int, int, str]:
+    """What lava-dl netx and Lava's ``Dense`` make of a file's integer dense weights:
+    ``(weight, weight_rec, num_weight_bits, weight_exp, sign_mode)`` with the mantissas Lava
+    actually multiplies by (netx's ``optimize_weight_bits`` of the joint matrix, then Lava's
+    clipping and truncation in the sign mode each ``Dense`` determines for itself).
+
+    The sign mode returned is one under which hw_sim (one mode for both matrices) computes the
+    same mantissas. Raises :class:`UnsupportedError` when no single mode does (a recurrent
+    layer whose two matrices Lava clips differently).
+    """
+    parts = [np.asarray(weight)] + ([np.asarray(weight_rec)] if weight_rec is not None else [])
+    joint = np.hstack(parts) if len(parts) > 1 else parts[0]
+    mant, bits, exp, _ = optimize_weight_bits(joint)
+    n_in = parts[0].shape[1]
+    pieces = [mant[:, :n_in]] + ([mant[:, n_in:]] if weight_rec is not None else [])
+    used = [lava_weights(m, bits, lava_sign_mode(m)) for m in pieces]
+    for sign in dict.fromkeys(lava_sign_mode(m) for m in pieces):
+        if all(np.array_equal(lava_weights(m, bits, sign), u)
+               for m, u in zip(pieces, used)):
+            return used[0], (used[1] if len(used) > 1 else None), bits, exp, sign
+    raise UnsupportedError(
+        "Lava's Dense clips the feed-forward and recurrent weights of this layer in different "
+        "sign modes, which one IR synapse cannot express")
+
+
 def _effective_dense(node: QDense, name: str) -> tuple[np.ndarray, np.ndarray | None]:
     """Integer weights netx must store so that it rebuilds ``node`` exactly."""
     parts = [node.weight] + ([node.weight_rec] if node.weight_rec is not None else [])
-    joint = np.hstack(parts).astype(np.int64)
-    lo, hi = {"mixed": (-256, 255), "excitatory": (0, 255), "inhibitory": (-255, 0)}[
-        node.sign_mode
-    ]
-    joint = np.clip(joint, lo, hi)
-    drop = 8 - node.num_weight_bits + (node.sign_mode == "mixed")
-    joint = (joint >> drop) << drop
+    joint = lava_weights(np.hstack(parts), node.num_weight_bits, node.sign_mode)
     if node.weight_exp >= 0:
         eff = joint << node.weight_exp
     else:
@@ -363,14 +407,18 @@ def _read_neuron(
 def _read_input(rd: _Reader, layer: _Group, index: int, meta: dict[str, Any]) -> str:
     declared = layer.shape()
     shape = declared if len(declared) != 2 else (1, *declared)
-    name = rd.add("input", Input(shape=shape), [])
+    # messageBits: neurodeploy's record of graded input events into the first synapse layer
+    # (netx itself takes it as ``Network(input_message_bits=...)``); ignored with a neuron
+    bits = layer.integer("messageBits", default=0, lo=0, hi=24)
+    name = rd.add("input", Input(shape=shape, num_message_bits=0 if layer.has("neuron")
+                                 else bits), [])
     for key in ("weight", "bias"):
         if layer.has(key):
             value = layer.array(key)
             if value.size != 1:
                 raise layer.fail(f"input transform {key!r} must be a single number")
             rd.input_transform[key] = value.reshape(-1)[0].item()
-    meta["consumed"] |= {"weight", "bias"}
+    meta["consumed"] |= {"weight", "bias", "messageBits"}
     if layer.has("neuron"):
         neuron, meta["neuron"] = _read_neuron(layer, "input", index, declared)
         name = rd.add(f"input{index}", neuron, [name])
@@ -422,16 +470,15 @@ def _read_dense(rd: _Reader, layer: _Group, index: int, meta: dict[str, Any]) ->
     for key, want in (("outFeatures", out), ("inFeatures", weight.shape[1])):
         if layer.has(key) and layer.integer(key) != want:
             raise layer.fail(f"{key}={layer.integer(key)} but weight has shape {weight.shape}")
-    joint = weight if rec is None else np.hstack([weight, rec])
     try:
-        mant, bits, exp, sign = optimize_weight_bits(joint)
+        mant, mant_rec, bits, exp, sign = netx_dense_weights(weight, rec)
     except QuantizationError as err:
         raise layer.fail(err.message) from None
+    except UnsupportedError as err:
+        raise UnsupportedError(f"{layer.path}: {layer.where}: {err.message}") from None
     delay = _read_delay(layer, weight.shape)
-    syn = QDense(
-        weight=mant[:, : weight.shape[1]], weight_exp=exp, num_weight_bits=bits, sign_mode=sign,
-        delay=delay, weight_rec=None if rec is None else mant[:, weight.shape[1]:],
-    )
+    syn = QDense(weight=mant, weight_exp=exp, num_weight_bits=bits, sign_mode=sign,
+                 delay=delay, weight_rec=mant_rec)
     meta["consumed"] |= {"weight", "weight_rec", "delay", "bias", "inFeatures", "outFeatures"}
     return _add_synapse_layer(rd, layer, index, meta, kind, syn, declared, "size")
 
@@ -728,7 +775,18 @@ def _neuron_fields(layer: _Layer) -> tuple[dict[str, Any] | None, Any]:
     if layer.kind == "input":
         if np.any(bias):
             raise UnsupportedError(f"{name}: netx input neurons take no bias (their input is)")
+        if isinstance(node, QCubaLIF) and node.bias_exp != NETX_BIAS_EXP:
+            raise UnsupportedError(
+                f"{name}: netx feeds an input neuron its sample as bias_mant with bias_exp "
+                f"{NETX_BIAS_EXP}, but this one has bias_exp {node.bias_exp}; inputs would be "
+                f"scaled by 2**{NETX_BIAS_EXP - node.bias_exp}")
         return fields, None
+    if isinstance(node, QCubaLIF) and bias.size and (
+            bias.min() < _BIAS_MANT_MIN or bias.max() > _BIAS_MANT_MAX):
+        raise UnsupportedError(
+            f"{name}: at netx's bias_exp {NETX_BIAS_EXP} the bias mantissas span "
+            f"[{bias.min()}, {bias.max()}], beyond Lava's int16 bias_mant (netx would wrap "
+            "them); quantize with smaller biases or keep model.ir.h5")
     if not np.any(bias) and "bias" not in layer.meta.get("layout", {}):
         return fields, None
     if layer.kind in ("dense", "dense_rec") or (bias.ndim == 0 and "bias" in layer.meta.get(
@@ -742,8 +800,35 @@ def _neuron_fields(layer: _Layer) -> tuple[dict[str, Any] | None, Any]:
     return fields, bias.transpose(2, 1, 0)  # netx's neuron-wise bias is (W, H, C)
 
 
+def _check_netx_dense(name: str, weight: np.ndarray, rec: np.ndarray | None) -> None:
+    """Refuse integer dense weights that lava-dl netx + Lava's Dense would not run exactly."""
+    if not np.any(weight) and (rec is None or not np.any(rec)):
+        raise UnsupportedError(
+            f"{name}: all weights are zero, and lava-dl netx cannot load such a dense layer "
+            "(its optimize_weight_bits takes log2(255 / 0)); remove the layer or keep "
+            "model.ir.h5")
+    try:
+        used, used_rec, _, exp, _ = netx_dense_weights(weight, rec)
+    except UnsupportedError as err:
+        raise UnsupportedError(f"{name}: {err.message}") from None
+    ok = np.array_equal(used, weight.astype(np.int64) << -exp) and (
+        rec is None or np.array_equal(used_rec, rec.astype(np.int64) << -exp))
+    if not ok:
+        raise UnsupportedError(
+            f"{name}: lava-dl netx would not run these weights exactly: netx scales weights "
+            "whose largest value is <= 0 and smallest is -2**k to the mantissa -256, which "
+            "Lava's Dense (inhibitory sign mode) clips to -255; keep model.ir.h5 for this "
+            "network or re-quantize the layer")
+
+
 def _write_dense(layer: _Layer, node: QDense, in_shape: tuple[int, ...]) -> None:
     weight, rec = _effective_dense(node, layer.first)
+    if rec is not None and node.delay is not None:
+        raise UnsupportedError(
+            f"{layer.first}: lava-dl netx builds a recurrent dense layer with delays without "
+            "its weight exponent and with the feed-forward delays on the recurrent synapse; "
+            "netx files cannot hold it (model.ir.h5 can)")
+    _check_netx_dense(layer.first, weight, rec)
     layer.kind = "dense_rec" if rec is not None else "dense"
     layer.data.update(weight=weight, inFeatures=weight.shape[1], outFeatures=weight.shape[0])
     if rec is not None:
@@ -903,6 +988,9 @@ def _write_file(graph: Graph, handle: h5py.File) -> None:
         if layer.kind == "input":
             for key, value in netx_meta.get("input_transform", {}).items():
                 data[key] = value
+            bits = graph.nodes[members[0]].num_message_bits
+            if layer.neuron is None and bits:
+                data["messageBits"] = bits  # graded input: Network(input_message_bits=bits)
         for key, value in data.items():
             _put(sub, key, value, layout)
         if neuron is not None:
@@ -918,12 +1006,16 @@ def _write_file(graph: Graph, handle: h5py.File) -> None:
 
 
 def write_netx(graph: Graph, path: str | Path) -> None:
-    """Write a fixed-point IR graph as a lava-dl netx HDF5 file that netx rebuilds exactly.
+    """Write a fixed-point IR graph as a lava-dl netx HDF5 file that netx rebuilds exactly: run
+    in ``netx.hdf5.Network`` (:func:`run_netx`) it gives hw_sim's spikes of ``graph``.
 
     Raises :class:`UnsupportedError` for nodes netx has no layer type for (``QCubaBNTT``
-    included: a per-step schedule is no netx neuron) and for graphs that
-    are not a chain (except through ``Concat``), and :class:`QuantizationError` for weights netx
-    cannot express exactly. Nothing is left at ``path`` on failure.
+    included: a per-step schedule is no netx neuron), for graphs that are not a chain (except
+    through ``Concat``) and for what netx would run differently: soft reset, all-zero dense
+    layers (netx cannot load them), dense weights Lava's ``Dense`` would clip in its own sign
+    mode, biases beyond Lava's int16 ``bias_mant`` at ``bias_exp = 6``, recurrent dense layers
+    with delays and input neurons with ``bias_exp != 6``; :class:`QuantizationError` for
+    weights netx cannot express exactly. Nothing is left at ``path`` on failure.
     """
     path = Path(path)
     graph.validate()
@@ -941,3 +1033,153 @@ def write_netx(graph: Graph, path: str | Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+# ============================================================================================
+# Running a file in lava-dl's own netx
+# ============================================================================================
+
+
+def netx_input_mode(graph: Graph) -> str:
+    """How a netx network takes its input: ``"bias"`` when the input layer has a neuron (netx's
+    ``Input`` block leaves ``Network.inp`` unconnected: the sample is that neuron's
+    ``bias_mant``), else ``"spikes"`` (events into ``Network.inp``, which is the first synapse
+    layer's input)."""
+    (name,) = graph.inputs
+    succ = graph.successors(name)
+    return "bias" if succ and all(graph.nodes[s].is_neuron for s in succ) else "spikes"
+
+
+def run_netx(path: str | Path, inputs: np.ndarray, *, steps: int,
+             reset_interval: int | None = None, reset_offset: int = 0,
+             names: list[str] | None = None, record: tuple[str, ...] = ("s",)) -> RunResult:
+    """Run a netx file in lava-dl's own ``lava.lib.dl.netx.hdf5.Network`` on Lava's bit-accurate
+    models (``Loihi2SimCfg(select_tag="fixed_pt")``), one network per sample, recording every
+    block.
+
+    The run follows :mod:`neurodeploy.simulation`'s conventions, so its result compares element
+    for element with hw_sim's run of the graph the file was written from (same ``steps``,
+    ``reset_interval`` and ``reset_offset``), with no time shift:
+
+    * ``inputs``, when the input layer has no neuron: ``(B, *input_shape, T)`` events
+      (``T >= steps``), sent by a ``RingBuffer`` into ``Network.inp`` (the first synapse
+      layer's input) in Lava's ``(W, H, C)`` order, or flattened in ``(C, H, W)`` order when
+      netx's first block is dense. The network is built with ``input_message_bits`` = the
+      file's input ``messageBits`` (0: any non-zero event is one spike, as in hw_sim).
+    * ``inputs``, when the input layer has a neuron: ``(B, *input_shape)`` bias mantissas, set
+      as that neuron's ``bias_mant`` (netx's ``Input`` block leaves ``Network.inp`` unconnected
+      and applies no input transform).
+    * Timing: netx adds Lava's one step per synapse layer exactly as hw_sim's pipeline depth
+      does, and the ``RingBuffer`` delivers step ``t``'s events in step ``t``.
+    * Reset: ``reset_offset`` is hw_sim's (a layer at pipeline depth ``d`` resets when
+      ``tau % reset_interval == (reset_offset + 1 + d) % reset_interval``). netx counts blocks
+      instead (block ``k`` at ``netx_offset + 1 + k``), so it gets ``netx_offset =
+      reset_offset + 1`` when the input layer has no neuron (its first block is at depth 1),
+      else ``reset_offset``.
+
+    ``record``: of ``"s"`` (always recorded), ``"u"``, ``"v"``, for every layer.
+
+    Returns a :class:`~neurodeploy.simulation.RunResult` (``backend="netx"``) with
+    ``"<name>.<q>"`` traces ``(B, *shape, steps)`` for every neuron layer, named ``names`` (in
+    layer order) or as :func:`read_netx` names them.
+
+    Raises:
+        MissingExtraError: Lava or lava-dl is not installed.
+        UnsupportedError: the file holds layers netx cannot run (pool, average, concat, ...)
+            or bias inputs outside Lava's int16 ``bias_mant``.
+        NeurodeployError: bad inputs, steps, names, record or reset options.
+    """
+    import time
+
+    from ..backends.lava import load_lava
+
+    path = Path(path)
+    graph = read_netx(path)
+    mode = netx_input_mode(graph)
+    arr = check_inputs(graph, inputs, steps, mode)
+    if reset_interval is not None and int(reset_interval) < 1:
+        raise NeurodeployError(f"reset_interval must be at least 1, got {reset_interval}")
+    quantities = sorted(set(record) | {"s"})
+    if set(quantities) - set(RECORDABLE):
+        raise NeurodeployError(f"cannot record {sorted(set(quantities) - set(RECORDABLE))}; "
+                               f"choose from {', '.join(RECORDABLE)}")
+    neurons = graph.neurons
+    names = list(neurons if names is None else names)
+    if len(names) != len(neurons):
+        raise NeurodeployError(f"{len(names)} names given for the {len(neurons)} neuron layers "
+                               f"of {path}")
+    bad = [f"layer {m['index']} ({m['type']})" for m in graph.metadata["netx"]["layers"]
+           if m["type"] not in NETX_RUNNABLE]
+    if bad:
+        raise UnsupportedError(f"{path}: lava-dl netx cannot run {', '.join(bad)} (it runs "
+                               f"{', '.join(NETX_RUNNABLE)} layers); legalize the graph "
+                               "(neurodeploy.passes.legalize) before writing it")
+    if mode == "bias" and arr.size and (arr.min() < _BIAS_MANT_MIN or arr.max() > _BIAS_MANT_MAX):
+        raise UnsupportedError(f"bias-mode inputs span [{arr.min()}, {arr.max()}], outside "
+                               "Lava's int16 bias_mant")
+    lava = load_lava()
+    try:
+        from lava.lib.dl.netx import hdf5
+    except ImportError as err:
+        raise MissingExtraError(f"running a netx file needs lava-dl 0.6 ({err})") from err
+    lava.conv_utils.TORCH_IS_AVAILABLE = False  # Lava's exact integer convolution
+    (in_name,) = graph.inputs
+    spatial = len(graph.shapes[in_name])
+    kwargs: dict[str, Any] = {"input_message_bits": graph.nodes[in_name].num_message_bits}
+    if reset_interval is not None:
+        kwargs.update(reset_interval=int(reset_interval),
+                      reset_offset=int(reset_offset) + (1 if mode == "spikes" else 0))
+    run_cfg = lava.run_configs.Loihi2SimCfg(select_tag="fixed_pt")
+    condition = lava.run_conditions.RunSteps(num_steps=steps)
+    per_sample: list[dict[str, np.ndarray]] = []
+    sim_time = 0.0
+    for sample in arr:
+        net = hdf5.Network(net_config=str(path), **kwargs)
+        if len(net.layers) != len(neurons):
+            raise UnsupportedError(f"{path}: netx built {len(net.layers)} blocks for the "
+                                   f"{len(neurons)} neuron layers the file describes")
+        reverse = (*range(spatial - 1, -1, -1),)
+        if mode == "spikes":
+            data = sample[..., :steps]
+            data = data.reshape(-1, steps) if len(net.inp.shape) == 1 \
+                else data.transpose(*reverse, spatial)
+            source = lava.source.RingBuffer(data=np.ascontiguousarray(data, dtype=np.int32))
+            source.s_out.connect(net.inp)
+        else:
+            net.layers[0].neuron.bias_mant.init = sample.transpose(reverse).astype(np.int32)
+        sinks, monitors = [], []
+        for block in net.layers:
+            sink = lava.sink.RingBuffer(shape=block.out.shape, buffer=steps)
+            block.neuron.s_out.connect(sink.a_in)
+            sinks.append(sink)
+            for q in quantities:
+                if q != "s":
+                    monitor = lava.monitor.Monitor()
+                    monitor.probe(getattr(block.neuron, q), steps)
+                    monitors.append((block, q, monitor))
+        start = time.perf_counter()
+        try:
+            net.run(condition=condition, run_cfg=run_cfg)
+            sim_time += time.perf_counter() - start
+            got: dict[str, np.ndarray] = {}
+            for name, neuron, sink in zip(names, neurons, sinks):
+                data = np.asarray(sink.data.get())  # (*lava_shape, steps)
+                n = data.ndim - 1
+                got[f"{name}.s"] = data.transpose(*range(n - 1, -1, -1), n).reshape(
+                    *graph.shapes[neuron], steps)
+            for block, q, monitor in monitors:
+                k = net.layers.index(block)
+                data = np.asarray(monitor.get_data()[block.neuron.name][q])  # (steps, *lava)
+                n = data.ndim - 1
+                got[f"{names[k]}.{q}"] = data.transpose(*range(n, 0, -1), 0).reshape(
+                    *graph.shapes[neurons[k]], steps)
+            per_sample.append(got)
+        finally:
+            net.stop()
+    traces = {key: np.stack([s[key] for s in per_sample]) for key in per_sample[0]}
+    traces = {k: v.astype(np.int8 if k.endswith(".s") else np.int32) for k, v in traces.items()}
+    return RunResult(
+        backend="netx", steps=steps, samples=len(arr), layers=names, traces=traces,
+        spike_counts={n: traces[f"{n}.s"].reshape(len(arr), -1).sum(axis=1).astype(np.int64)
+                      for n in names},
+        sim_time_s=sim_time)

@@ -707,6 +707,28 @@ class BNTT(_ChannelAffine, Node):
 # --------------------------------------------------------------------------------------------
 
 
+def lava_weights(weight: np.ndarray, num_weight_bits: int, sign_mode: str) -> np.ndarray:
+    """The weights Lava's bit-accurate Dense actually uses: clipped by sign mode to 8 bits, then
+    with the low ``8 - num_weight_bits + is_mixed`` bits zeroed (``lava.utils.weightutils``)."""
+    w = np.asarray(weight).astype(np.int64)
+    if sign_mode == "mixed":
+        w = np.clip(w, -256, 255)
+    elif sign_mode == "excitatory":
+        w = np.clip(w, 0, 255)
+    else:
+        w = -np.clip(-w, 0, 255)
+    mixed = 1 if sign_mode == "mixed" else 0
+    drop = 8 - num_weight_bits + mixed
+    if drop > 0:
+        # truncate_weights works on magnitudes for inhibitory (negated excitatory) weights and
+        # on the two's complement for mixed weights: a right-then-left shift of w (floor).
+        if sign_mode == "inhibitory":
+            w = -((-w) >> drop << drop)
+        else:
+            w = (w >> drop) << drop
+    return w
+
+
 class _QWeights:
     """Integer weight mantissas with Lava's exponent, bit width and sign mode.
 

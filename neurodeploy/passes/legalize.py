@@ -87,7 +87,7 @@ _EXP_ORDER = list(range(0, 9)) + list(range(-1, -9, -1))
 
 def _lava_mant(node: Node) -> np.ndarray:
     """The mantissas hw_sim/Lava actually use (Dense clips and truncates; Conv does not)."""
-    from neurodeploy.hw_sim.engine import lava_weights
+    from neurodeploy.ir.nodes import lava_weights
 
     w = np.asarray(node.weight, dtype=np.int64)
     if isinstance(node, QDense):
