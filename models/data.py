@@ -39,6 +39,8 @@ from neurodeploy.errors import BadInputFileError, NeurodeployError, UnsupportedE
 
 #: Built-in dataset names (shipped with installed packages, no download).
 BUILTINS = ("digits", "mnist5k")
+#: Full scale ``R`` of the built-in datasets' raw values (a pixel in [0, 1] is ``raw/R``).
+BUILTIN_PIXEL_MAX = {"mnist5k": 255.0, "digits": 16.0}
 SPLITS = ("train", "test")
 #: Fraction of samples in the training split when a source has no split of its own.
 TRAIN_FRACTION = 0.8
@@ -54,6 +56,28 @@ IDX_FILES = {
 }
 #: Folder names torchvision uses for MNIST-style datasets (``root/<name>/raw``).
 IDX_DATASETS = ("MNIST", "FashionMNIST", "KMNIST", "EMNIST", "QMNIST")
+
+
+def pixel_max(dataset: Dataset) -> float:
+    """The full scale ``R`` of ``dataset``'s raw values, so that pixels ``raw/R`` lie in
+    [0, 1] (the unit attacks and HIRE-SNN noise are measured in): :data:`BUILTIN_PIXEL_MAX`
+    for the built-in data (when no raw value exceeds it); else 1 when every raw value lies in
+    [0, 1], 255 when in [0, 255], else the largest value.
+
+    Raises :class:`UnsupportedError` for an empty dataset or one with negative raw values
+    (no pixel scale)."""
+    if len(dataset.x) == 0:
+        raise UnsupportedError(f"dataset {dataset.name!r} is empty; it has no pixel scale")
+    raw = dataset.denormalize(dataset.x.double())
+    low, high = float(raw.min()), float(raw.max())
+    tol = 1e-4 * max(1.0, abs(high))
+    if low < -tol:
+        raise UnsupportedError(f"dataset {dataset.name!r} holds negative raw values (min "
+                               f"{low:g}), so it has no pixel scale")
+    full = BUILTIN_PIXEL_MAX.get(dataset.name)
+    if full is None or high > full + tol:
+        full = 1.0 if high <= 1.0 + tol else 255.0 if high <= 255.0 + tol else high
+    return full
 
 
 @dataclass(frozen=True, eq=False)

@@ -40,10 +40,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from neurodeploy.errors import NeurodeployError
+from neurodeploy.errors import NeurodeployError, UnsupportedError
 from neurodeploy.outdir import write_dir_atomic
 
-from .data import Dataset, load_splits, make_loader
+from .data import Dataset, load_splits, make_loader, pixel_max
 
 #: Tuned defaults: the small BNTT CNN (``cnn``, direct encoding) on ``mnist5k`` reaches ≥ 95 %
 #: test accuracy (97.2 % measured) in a few minutes on 2 CPU cores (``bench/bench_train.py``).
@@ -72,9 +72,6 @@ EVAL_BATCH_SIZE = 256
 #: at 0; ``carry_noise``: δ is carried across mini-batches ("free" adversarial training), else
 #: it restarts at 0 for every batch; ``pixel_range``: ``(low, high)`` of the raw inputs in the
 #: dataset's source units (e.g. ``(0, 255)``), ``None`` = ``(0, R)`` (see :func:`pixel_box`).
-#: Full scale ``R`` of the built-in datasets' raw values (pixels are ``raw/R``); the same
-#: rule as :mod:`neurodeploy.attacks`, so HIRE's ε and the attacks' ε are the same units.
-BUILTIN_PIXEL_MAX = {"mnist5k": 255.0, "digits": 16.0}
 HIRE_DEFAULTS: dict[str, Any] = {"periods": None, "eps": 8 / 255, "carry_state": True,
                                  "carry_noise": False, "pixel_range": None}
 
@@ -251,10 +248,8 @@ def pixel_box(dataset: Dataset, pixel_range: tuple[float, float] | None = None) 
     """:class:`PixelBox` of ``dataset``, from its ``normalization`` (``x = (raw − mean)/std``).
 
     ``pixel_range``: ``(low, high)`` of raw values in the source's units. ``None`` gives
-    ``(0, R)`` with the full scale ``R`` of :mod:`neurodeploy.attacks`: 255 for ``mnist5k``,
-    16 for ``digits`` (:data:`BUILTIN_PIXEL_MAX`, by dataset name, if no raw value exceeds
-    it); else 1 when every raw value lies in [0, 1], 255 when in [0, 255], else the largest
-    value. Raises :class:`NeurodeployError` for data with negative raw values (no pixel
+    ``(0, R)`` with the dataset's full scale ``R`` (:func:`~neurodeploy.models.data.pixel_max`,
+    the same one attacks use). Raises :class:`NeurodeployError` for data with negative raw values (no pixel
     scale) unless ``pixel_range`` is given.
     """
     mean, std = (torch.tensor(v, dtype=torch.float64) for v in dataset.normalization)
@@ -263,20 +258,11 @@ def pixel_box(dataset: Dataset, pixel_range: tuple[float, float] | None = None) 
     shape = (1, -1) + (1,) * (x.dim() - 2) if per_channel else (1,) * x.dim()
     mean, std = mean.reshape(shape), std.reshape(shape)
     if pixel_range is None:
-        if len(x) == 0:
-            raise NeurodeployError(f"dataset {dataset.name!r} is empty; cannot infer its "
-                                   "pixel range")
-        raw = x.double() * std + mean
-        low_raw, high_raw = float(raw.min()), float(raw.max())
-        tol = 1e-4 * max(1.0, abs(high_raw))
-        if low_raw < -tol:
-            raise NeurodeployError(
-                f"dataset {dataset.name!r} holds negative raw values (min {low_raw:g}), so it "
-                "has no pixel scale; pass hire={'pixel_range': (low, high), ...} in its units")
-        full = BUILTIN_PIXEL_MAX.get(dataset.name)
-        if full is None or high_raw > full + tol:
-            full = (1.0 if high_raw <= 1.0 + tol else 255.0 if high_raw <= 255.0 + tol
-                    else high_raw)
+        try:
+            full = pixel_max(dataset)
+        except UnsupportedError as err:
+            raise NeurodeployError(f"{err}; pass hire={{'pixel_range': (low, high), ...}} in "
+                                   "its units") from None
         pixel_range = (0.0, full)
     lo, hi = float(pixel_range[0]), float(pixel_range[1])
     origin = ((lo - mean) / std).float()
