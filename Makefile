@@ -9,7 +9,7 @@ export PYTHON310
 .PHONY: help venv demo test test-fast bench clean
 
 help:
-	@echo "make demo   set up .venv if needed, run PilotNet (lava-dl's, Loihi 2 ground truth) on its image"
+	@echo "make demo   set up .venv if needed, run the whole pipeline on the shipped CNN (neurodeploy demo)"
 	@echo "make test   set up .venv if needed, run the test suite"
 	@echo "make bench  run the benchmarks in bench/"
 	@echo "make venv   only create .venv (Python 3.10) and install neurodeploy[lava,dev] into it"
@@ -29,10 +29,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/neurodeploy compile models/checkpoints/demo_cnn --target loihi2 --calib mnist5k --out demo-out/compiled --overwrite -q
-	$(VENV)/bin/neurodeploy verify demo-out/compiled --data mnist5k --samples 100 --lava-samples 1 -q
-	$(VENV)/bin/neurodeploy simulate demo-out/compiled --data mnist5k --out demo-out/run
-	$(VENV)/bin/neurodeploy report demo-out/run -q
+	$(VENV)/bin/neurodeploy demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -42,6 +42,8 @@ examples:
   neurodeploy train --model mlp --data digits --epochs 5 --timesteps 8 --no-bntt --out run2
   neurodeploy train --ann --out ann1
       the ANN twin of the default CNN (for conversion and cost comparison)
+  neurodeploy train --hire 2 --hire-eps 0.03 --out hire1
+      HIRE-SNN: 2 periods of T/2 steps, noise crafted period by period (robustness)
 
 output: DIR/model.pt, DIR/config.json, DIR/train.json (test_accuracy, per-epoch history)
 """
@@ -87,6 +89,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+
+    dem = sub.add_parser(
+        "demo", help="the whole pipeline on the shipped CNN and built-in data (start here)",
+        description="Compile the shipped BNTT CNN for Loihi 2, verify it against Lava, simulate\n"
+                    "the mnist5k test set with hw_sim, cost it (energy, latency, ANN vs SNN),\n"
+                    "draw Spike Activation Maps and check FGSM robustness at one eps. Writes\n"
+                    "DIR/report.html and DIR/report.json (and one sub-folder per step).",
+        epilog="examples:\n  neurodeploy demo\n  neurodeploy demo --out my-demo --samples 200",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    dem.add_argument("--out", default="demo-out", metavar="DIR",
+                     help="output folder (default demo-out; a previous demo there is replaced)")
+    dem.add_argument("--samples", type=int, default=None, metavar="N",
+                     help="test samples simulated with hw_sim (default: all 1,000)")
+    dem.add_argument("--eps", type=float, default=0.1, metavar="E",
+                     help="FGSM eps in pixel units of [0, 1] images (default 0.1)")
+    dem.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    dem.set_defaults(func=cmd_demo)
 
     sim = sub.add_parser(
         "simulate", help="run a network on inputs and save traces and spike counts",
@@ -182,6 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="resize images of an image folder to PX x PX")
     trn.add_argument("--max-minutes", type=float, default=None, metavar="M",
                      help="stop training after M minutes (the model is still evaluated)")
+    trn.add_argument("--hire", type=int, default=None, metavar="N",
+                     help="HIRE-SNN training: split the T steps into N periods, one weight "
+                          "update per period, each period's input perturbed by noise crafted "
+                          "from the previous period's input gradient (N must divide T)")
+    trn.add_argument("--hire-eps", type=float, default=None, metavar="E",
+                     help="HIRE noise bound in pixel units of [0, 1] images (default 8/255)")
+    trn.add_argument("--hire-reset-state", action="store_true",
+                     help="HIRE: start each period from zero state (default: carry it over, "
+                          "detached)")
+    trn.add_argument("--hire-carry-noise", action="store_true",
+                     help="HIRE: carry the crafted noise across mini-batches (default: 0 per "
+                          "batch)")
     trn.add_argument("--out", required=True, metavar="DIR", help="output folder (new or empty)")
     trn.add_argument("--overwrite", action="store_true", help="replace an existing DIR")
     trn.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -242,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="BNTT layers: fold time-averaged statistics into the synapses "
                            "(default; any target) or keep the exact per-step schedule as "
                            "custom neurons (targets with programmable neurons)")
+    cmp_.add_argument("--sam", default=None, metavar="L1,L2",
+                      help="conv spiking layers that carry an on-chip SAM accumulator (targets "
+                           "with programmable neurons); mapping.json and dataset runs then "
+                           "include its compartments, synapses and energy")
+    cmp_.add_argument("--sam-gamma", type=float, default=0.5, metavar="G",
+                      help="the SAM accumulator's gamma per time step (default 0.5)")
     cmp_.add_argument("--overwrite", action="store_true", help="replace a previous compile")
     cmp_.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     cmp_.set_defaults(func=cmd_compile)
@@ -347,6 +385,54 @@ def build_parser() -> argparse.ArgumentParser:
     sam_.add_argument("--overwrite", action="store_true", help="replace a previous SAM run")
     sam_.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     sam_.set_defaults(func=cmd_sam)
+
+    att = sub.add_parser(
+        "attack", help="adversarial robustness: FGSM/PGD/noise on the ANN, float and deployed SNN",
+        description="Craft adversarial examples white-box on the float SNN (BPTT through the\n"
+                    "surrogate, straight through a Poisson encoder) and on its ANN twin, and\n"
+                    "evaluate them on the ANN, the float SNN and the deployed fixed-point SNN\n"
+                    "(hw_sim). eps is in pixel units of [0, 1] images. Writes\n"
+                    "DIR/robustness.json, DIR/robustness.png and DIR/report.html.",
+        epilog="examples:\n  neurodeploy attack --attack fgsm --eps 0,2/255,8/255 --out rob1\n"
+               "  neurodeploy attack run1 --attack pgd --steps 7 --eps 0,0.05,0.1 "
+               "--samples 200 --out rob2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    att.add_argument("model", nargs="?", default=None, metavar="MODEL_OR_DIR",
+                     help="SNN checkpoint or compile folder (default: the shipped demo CNN)")
+    att.add_argument("--attack", default="fgsm", choices=("fgsm", "pgd", "noise"))
+    att.add_argument("--eps", default="0,2/255,4/255,8/255", metavar="LIST",
+                     help="comma-separated eps values, fractions allowed (default "
+                          "0,2/255,4/255,8/255)")
+    att.add_argument("--ann", default=None, metavar="ANN",
+                     help="the ANN twin (default: <model folder>_ann when it exists)")
+    att.add_argument("--data", default=None, metavar="DATA",
+                     help="test data (default: the dataset the model was trained on)")
+    att.add_argument("--samples", type=int, default=500, metavar="N")
+    att.add_argument("--steps", type=int, default=7, metavar="K", help="PGD steps (default 7)")
+    att.add_argument("--step-size", type=float, default=None, metavar="A",
+                     help="PGD step in pixel units (default eps/4)")
+    att.add_argument("--restarts", type=int, default=1, metavar="R",
+                     help="PGD restarts, the worst case per sample is kept (default 1)")
+    att.add_argument("--no-random-start", action="store_true",
+                     help="PGD starts at the clean image (default: uniform in the eps-ball)")
+    att.add_argument("--surrogate", default=None, metavar="NAME",
+                     help="surrogate gradient while crafting (default: the model's own)")
+    att.add_argument("--seed", type=int, default=0, help="seeds every random draw")
+    att.add_argument("--target", default="loihi2", metavar="TARGET",
+                     help="target of the in-memory compile of a checkpoint (default loihi2)")
+    att.add_argument("--no-deployed", action="store_true",
+                     help="skip the deployed (hw_sim) evaluation")
+    att.add_argument("--quantized", action="store_true",
+                     help="also evaluate the fixed-point graph before legalization")
+    att.add_argument("--transfer", action="store_true",
+                     help="also evaluate black-box transfer (ANN examples on the SNN and back)")
+    att.add_argument("--sam-samples", type=int, default=100, metavar="N",
+                     help="samples for SAM / Grad-CAM stability (0 skips; default 100)")
+    att.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    att.add_argument("--overwrite", action="store_true", help="replace a previous attack run")
+    att.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    att.set_defaults(func=cmd_attack)
 
     tgt = sub.add_parser(
         "targets", help="list the hardware targets (or show one in full)",
@@ -488,7 +574,22 @@ def _simulate_dataset(args: argparse.Namespace, folder: Path, out: Path) -> int:
     print(f"  energy per inference {energy['total'] * 1e6:.3f} uJ ({energy['dynamic'] * 1e6:.3f}"
           f" dynamic), latency {latency['latency_per_inference_s'] * 1e3:.4f} ms, "
           f"{latency['throughput_fps']:.1f} inferences/s on {doc['target']}")
+    sam_j = doc["cost"]["energy"]["breakdown_j"].get("sam")
+    if sam_j is not None:
+        print(f"  of which the on-chip SAM accumulator {sam_j * 1e6:.3f} uJ "
+              f"({sam_j / energy['total']:.1%} of the total)")
     print(f"saved {out / 'summary.json'} (make the report: neurodeploy report {out})")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``neurodeploy demo``: the pipeline end to end (see :mod:`neurodeploy.demo`)."""
+    from .demo import run_demo, summary_lines
+
+    doc = run_demo(args.out, samples=args.samples, eps=args.eps, progress=not args.quiet,
+                   log=lambda message: _say(args, message))
+    print("\n".join(summary_lines(doc)))
+    print(f"saved {Path(args.out) / 'report.html'} and {Path(args.out) / 'report.json'}")
     return 0
 
 
@@ -548,6 +649,23 @@ def cmd_sam(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_attack(args: argparse.Namespace) -> int:
+    """``neurodeploy attack``: adversarial robustness (see :mod:`neurodeploy.attacks`)."""
+    from .attacks import parse_eps, run_attack, summary_text
+
+    doc = run_attack(args.model, args.ann, attack=args.attack, eps=parse_eps(args.eps),
+                     data=args.data, samples=args.samples, out=args.out, steps=args.steps,
+                     step_size=args.step_size, random_start=not args.no_random_start,
+                     restarts=args.restarts, surrogate=args.surrogate, seed=args.seed,
+                     target=args.target, deployed=not args.no_deployed,
+                     quantized=args.quantized, transfer=args.transfer,
+                     sam_samples=args.sam_samples, overwrite=args.overwrite,
+                     log=lambda message: _say(args, message))
+    print(summary_text(doc))
+    print(f"saved {args.out}/ (robustness.json, robustness.png, report.html)")
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     """``neurodeploy inspect``: print the layer table of a model."""
     from .inspect import format_layer_table, layer_table
@@ -593,12 +711,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs if args.epochs is not None else d["epochs"],
         batch_size=args.batch_size or d["batch_size"], lr=args.lr or d["lr"],
         seed=args.seed if args.seed is not None else d["seed"], progress=not args.quiet,
-        max_minutes=args.max_minutes, overwrite=args.overwrite)
+        max_minutes=args.max_minutes, overwrite=args.overwrite, hire=_hire_options(args))
     print(f"{config['arch']} ({config['kind']}) on {train_set.name}: test accuracy "
           f"{result['test_accuracy']:.4f}, train accuracy {result['train_accuracy']:.4f}, "
           f"{result['seconds']:.0f} s")
     print(f"saved {out / 'model.pt'}, {out / 'config.json'} and {out / 'train.json'}")
     return 0
+
+
+def _hire_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``train``'s ``hire`` option from the ``--hire*`` flags (None: standard training)."""
+    if args.hire is None:
+        extra = [f for f, v in (("--hire-eps", args.hire_eps is not None),
+                                ("--hire-reset-state", args.hire_reset_state),
+                                ("--hire-carry-noise", args.hire_carry_noise)) if v]
+        if extra:
+            raise NeurodeployError(f"{', '.join(extra)} need --hire N (HIRE-SNN training)")
+        return None
+    hire: dict[str, Any] = {"periods": args.hire, "carry_state": not args.hire_reset_state,
+                            "carry_noise": args.hire_carry_noise}
+    if args.hire_eps is not None:
+        hire["eps"] = args.hire_eps
+    return hire
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -644,8 +778,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     model_path, _ = _resolve_model(args.model)
     doc = compile_model(model_path, args.target, args.out, calib=args.calib,
                         calib_samples=args.calib_samples, timesteps=args.timesteps,
-                        hard_reset=args.hard_reset, bntt=args.bntt,
-                        overwrite=args.overwrite, log=lambda message: _say(args, message))
+                        hard_reset=args.hard_reset, bntt=args.bntt, sam_layers=args.sam,
+                        sam_gamma=args.sam_gamma, overwrite=args.overwrite,
+                        log=lambda message: _say(args, message))
     print(f"{args.model} -> {doc['target']}: {doc['cores_used']} cores on "
           f"{doc['chips_used']} chip(s), {len(doc['layers'])} neuron layers, "
           f"{doc['seconds']:.2f} s")

@@ -376,8 +376,10 @@ def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | 
             write_netx(graph, tmp / "network.net")
             files.append("network.net")
         except NeurodeployError as err:
+            hint = "; --hard-reset makes soft-reset networks netx-ready" \
+                if "reset" in str(err) else ""
             steps.warnings.append(f"network.net not written: {err} (model.ir.h5 holds the "
-                                  "network; --hard-reset makes soft-reset networks netx-ready)")
+                                  f"network{hint})")
         (tmp / "mapping.json").write_text(mapping_text(mapping.to_json()))
         files += ["mapping.json", "compile.json"]
         steps.rows.append({"step": "write", "seconds": round(time.perf_counter() - t0, 6)})

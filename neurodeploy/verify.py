@@ -81,7 +81,7 @@ quantized graph's one-step skew between the paths of a residual block or skip co
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -695,4 +695,49 @@ def format_table(result: dict[str, Any], *, max_layers: int = 12) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["FORMAT", "STAGES", "VERSION", "exit_code", "format_table", "verify"]
+def render_section(doc: Mapping[str, Any]) -> str:
+    """The ``report.html`` section of a report document's ``verification`` entry (what
+    :func:`verify` returns): accuracy per stage and, per pair of stages, whether they agree
+    and where they first diverge."""
+    from .report import _e, _nodata, _table
+
+    result = doc.get("verification")
+    if not isinstance(result, Mapping) or "stages" not in result:
+        return _nodata("No stage-by-stage verification in this report (neurodeploy verify).")
+    verdict = ("fixed-point stages agree bit for bit" if result.get("ok")
+               else "FIXED-POINT STAGES DISAGREE")
+    out = [f'<p class="scope">{_e(result.get("samples"))} {_e(result.get("data"))} test '
+           f'samples x {_e(result.get("timesteps"))} steps: {_e(verdict)}.</p>']
+    rows = []
+    for s in STAGES:
+        st = result["stages"].get(s) or {}
+        if st.get("status") != "ran":
+            rows.append((s, "skipped", "-", "-", st.get("reason", "")))
+            continue
+        acc = "-" if st.get("accuracy") is None else f"{st['accuracy']:.4f}"
+        rows.append((s, st.get("samples"), acc, f"{st.get('seconds', 0.0):.2f}", ""))
+    out.append(_table(("stage", "samples", "accuracy", "seconds", "note"), rows))
+    pairs = []
+    for p in result.get("pairs") or []:
+        fd = p.get("first_divergence")
+        what = "none (all layers agree)" if fd is None else \
+            f"{fd['layer']}: agreement {fd['agreement']:.4f}"
+        pairs.append((f"{p['stages'][0]} vs {p['stages'][1]}", "yes" if p["exact"] else "no",
+                      "yes" if p["agree"] else "no", p["samples"], what))
+    if pairs:
+        out.append(_table(("pair", "must be exact", "agree", "samples", "first divergence"),
+                          pairs, numeric_from=3))
+    return "".join(out)
+
+
+def register_report_section() -> None:
+    """Add the verification section to ``report.html`` (after the accuracy; idempotent)."""
+    from .report import Section, register_section
+
+    register_section(Section("verification", "Stage-by-stage verification", render_section,
+                             key="verification"),
+                     after="accuracy")
+
+
+__all__ = ["FORMAT", "STAGES", "VERSION", "exit_code", "format_table", "register_report_section",
+           "render_section", "verify"]

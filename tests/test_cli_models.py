@@ -46,6 +46,26 @@ def test_train_writes_checkpoint_config_and_report(trained):
         assert json.loads((out / "config.json").read_text())["arch"] == "mlp"
 
 
+def test_train_hire_through_the_cli(tmp_path, capsys):
+    """--hire N trains period-wise (2 optimizer steps per batch) and records the options."""
+    out = tmp_path / "hire"
+    common = ["--model", "mlp", "--data", "digits", "--epochs", "1", "--timesteps", "4",
+              "--no-bntt", "-q"]
+    assert main(["train", *common, "--hire", "2", "--hire-eps", "0.05", "--out", str(out)]) == 0
+    report = json.loads((out / "train.json").read_text())
+    assert report["hire"]["periods"] == 2 and report["hire"]["eps"] == 0.05
+    assert report["hire"]["carry_state"] is True and report["hire"]["carry_noise"] is False
+    batches = -(-report["data"]["train_samples"] // report["hyperparameters"]["batch_size"])
+    assert report["optimizer_steps"] == 2 * batches
+    capsys.readouterr()
+    for bad, words in ((["--hire", "3"], "divide"), (["--hire-eps", "0.1"], "need --hire N"),
+                       (["--hire", "2", "--hire-eps", "2"], "eps")):
+        assert main(["train", *common, *bad, "--out", str(tmp_path / "bad")]) == 2
+        line = _error_line(capsys)
+        assert words in line, line
+        assert not (tmp_path / "bad").exists()
+
+
 def test_convert_the_trained_ann(trained, tmp_path, capsys):
     out = tmp_path / "conv"
     code = main(["convert", str(trained["ann"]), "--calib", "digits", "--calib-samples", "64",
