@@ -434,6 +434,44 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
     att.set_defaults(func=cmd_attack)
 
+    prn = sub.add_parser(
+        "prune", help="prune an SNN (magnitude or attention-guided) and cost it deployed",
+        description="Prune a spiking network's weights by magnitude (global or per layer) or\n"
+                    "attention-guided after Spike-Thrift's AGC, fine-tune with the masks fixed,\n"
+                    "then compile and run each sparsity deployed: accuracy, cores, synaptic\n"
+                    "memory and energy saved against accuracy lost. Writes DIR/pruning.json,\n"
+                    "DIR/pruning.png and one checkpoint per sparsity (DIR/s0.9/model.pt).",
+        epilog="examples:\n  neurodeploy prune --sparsity 0.5,0.9 --out prune1\n"
+               "  neurodeploy prune run1 --method agc --scope layer --sparsity 0.8 "
+               "--finetune-epochs 2 --out prune2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    prn.add_argument("model", nargs="?", default=None, metavar="MODEL",
+                     help="zoo checkpoint (default: the shipped demo CNN)")
+    prn.add_argument("--method", default="magnitude", choices=("magnitude", "agc"))
+    prn.add_argument("--scope", default="global", choices=("global", "layer"),
+                     help="one magnitude threshold over all layers, or the same sparsity per "
+                          "layer (default global)")
+    prn.add_argument("--sparsity", default="0.5,0.8,0.9,0.95", metavar="LIST",
+                     help="fractions of weights removed, each in [0, 1) (default "
+                          "0.5,0.8,0.9,0.95)")
+    prn.add_argument("--finetune-epochs", type=int, default=1, metavar="E",
+                     help="fine-tuning epochs with the mask fixed (default 1; 0: none)")
+    prn.add_argument("--beta", type=float, default=1000.0, metavar="B",
+                     help="AGC attention-transfer weight (default 1000)")
+    prn.add_argument("--keep-first", action="store_true", help="do not prune the first layer")
+    prn.add_argument("--keep-last", action="store_true", help="do not prune the last layer")
+    prn.add_argument("--data", default=None, metavar="DATA",
+                     help="data (default: the dataset the model was trained on)")
+    prn.add_argument("--samples", type=int, default=500, metavar="N",
+                     help="test samples for the accuracies and energy (default 500)")
+    prn.add_argument("--target", default="loihi2", metavar="TARGET")
+    prn.add_argument("--seed", type=int, default=0)
+    prn.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    prn.add_argument("--overwrite", action="store_true", help="replace a previous pruning run")
+    prn.add_argument("-q", "--quiet", action="store_true", help="no progress messages")
+    prn.set_defaults(func=cmd_prune)
+
     tgt = sub.add_parser(
         "targets", help="list the hardware targets (or show one in full)",
         description="List the built-in targets (neuromorphic chips and ANN devices), or print\n"
@@ -663,6 +701,22 @@ def cmd_attack(args: argparse.Namespace) -> int:
                      log=lambda message: _say(args, message))
     print(summary_text(doc))
     print(f"saved {args.out}/ (robustness.json, robustness.png, report.html)")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """``neurodeploy prune``: pruning and its deployed cost (see :mod:`neurodeploy.pruning`)."""
+    from .pruning import parse_sparsities, run_pruning, summary_table
+
+    doc = run_pruning(args.model, method=args.method, scope=args.scope,
+                      sparsities=parse_sparsities(args.sparsity), data=args.data,
+                      samples=args.samples, finetune_epochs=args.finetune_epochs,
+                      target=args.target, out=args.out, seed=args.seed,
+                      keep_first=args.keep_first, keep_last=args.keep_last, beta=args.beta,
+                      overwrite=args.overwrite, progress=not args.quiet,
+                      log=lambda message: _say(args, message))
+    print(summary_table(doc))
+    print(f"saved {args.out}/ (pruning.json, pruning.png, one checkpoint per sparsity)")
     return 0
 
 
