@@ -166,7 +166,8 @@ def build_report(folder: str | Path, *, ann: str | None = None,
     accuracy = {stage: value for stage, value in sim["accuracy"].items()}
     cmp = None
     try:
-        cmp = compare(folder, ann=ann, log=log)
+        # the ANN on the same test samples as the SNN (the same seeded subset)
+        cmp = compare(folder, ann=ann, samples=sim["samples"], log=log)
     except NeurodeployError as err:
         if ann is not None:
             raise

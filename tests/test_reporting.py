@@ -57,6 +57,14 @@ def test_report_and_compare(simulated, tmp_path, capsys) -> None:
         (Path(json.loads((sim / "summary.json").read_text())["compiled"]) / "mapping.json")
         .read_text())["cores_used"]
     assert doc["ann_comparison"]["ann_model"].endswith("demo_cnn_ann")
+    # the ANN's accuracy is measured on the SNN's 40 test samples, not the whole split
+    from neurodeploy.models.checkpoint import load_checkpoint
+    from neurodeploy.models.data import load_dataset, subset
+    from neurodeploy.models.train import evaluate
+
+    ann, _, _ = load_checkpoint(DEMO / "demo_cnn_ann" / "model.pt")
+    same = evaluate(ann, subset(load_dataset("mnist5k", split="test"), 40))
+    assert stages["ann"] == same
     html = (sim / "report.html").read_text()
     # self-contained: no scripts, no external resources (XML namespaces are only names)
     assert "<script" not in html and "<link" not in html
