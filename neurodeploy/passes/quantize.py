@@ -60,6 +60,13 @@ stride 2). A pool between two neuron layers (no weighted synapse next to it) sta
 ``QSumPool2d`` whose single weight carries the layer's scale. ``Add``, ``Concat`` and
 ``Flatten`` stay.
 
+**Adds of spikes** (a residual block's ``y + x`` of two spike tensors, as in the zoo ResNet)
+are pushed through the synapses after them first (:func:`distribute_spike_adds`, exact in
+float64): each such synapse becomes one copy per Add input, and the Add sums the copies'
+currents before the neuron layer, like any two synapses into one layer. The paths then have
+their own synaptic delays, so their inputs reach the layer after different pipeline depths
+(warned; the float graph has no such skew).
+
 **Input.** ``encoder`` (default ``graph.metadata["encoder"]``, else ``"spikes"``):
 ``"direct"`` feeds graded events (``Input.num_message_bits = input_bits``): ``x`` becomes
 ``round(x·input_scale)`` with ``input_scale = qmax / input_range`` (``input_range`` is the
@@ -209,6 +216,199 @@ def _grid_round(x: np.ndarray | float, e: int, step: int) -> np.ndarray:
     return np.round(np.ldexp(np.asarray(x, dtype=np.float64), -e) / step) * step
 
 
+# --------------------------------------------------------------------------------------------
+# Blockwise passes over large weight arrays
+#
+# A VGG's synapses hold tens of millions of weights. Every pass below walks them in blocks of
+# whole rows (output channels) of about BLOCK_ELEMENTS numbers, so the several numpy
+# operations on one block run in the CPU cache instead of streaming 100s of MB each. Each
+# element goes through exactly the float64 operations of the plain array expressions they
+# replace (``(s·W)·F``, ``round(x·2**-e / step)·step``, ...); order-independent reductions
+# (max, min, counts, integer sums) are combined over blocks, and the two order-dependent
+# float sums (the SQNR's Σw² and Σ(w − ŵ)²) are taken with ``np.sum`` over a full array, so
+# the results are bit-identical to whole-array code.
+# --------------------------------------------------------------------------------------------
+
+#: Elements per block of the blockwise weight passes (512 KiB of float64).
+BLOCK_ELEMENTS = 1 << 16
+
+
+def _row_blocks(shape: tuple[int, ...]) -> tuple[list[tuple[int, int]], int]:
+    """Ranges ``[a, b)`` of whole rows (axis 0) of about :data:`BLOCK_ELEMENTS` elements, and
+    the largest block's element count."""
+    rows = shape[0]
+    per_row = math.prod(shape[1:])
+    step = max(1, BLOCK_ELEMENTS // max(per_row, 1))
+    return [(a, min(a + step, rows)) for a in range(0, rows, step)], min(step, rows) * per_row
+
+
+def _rows(arr: np.ndarray, a: int, b: int) -> np.ndarray:
+    """Rows ``a:b`` of a factor array that broadcasts against the weights (axis 0 of length 1
+    or the weights' rows)."""
+    return arr if arr.shape[0] == 1 else arr[a:b]
+
+
+def _product_block(buf: np.ndarray, weight: np.ndarray, factors: np.ndarray, s: float | None,
+                   a: int, b: int) -> np.ndarray:
+    """``(s·W)·F`` (``W·F`` when ``s`` is None) of rows ``a:b``, in ``buf``."""
+    wb = weight[a:b]
+    out = buf[:wb.size].reshape(wb.shape)
+    if s is None:
+        return np.multiply(wb, _rows(factors, a, b), out=out)
+    np.multiply(wb, s, out=out)
+    return np.multiply(out, _rows(factors, a, b), out=out)
+
+
+def _as_rows(weight: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(W, F)``: ``weight`` as C-ordered float64 with at least one axis, and factors of
+    ones of its rank."""
+    w = np.ascontiguousarray(weight, dtype=np.float64)
+    if w.ndim == 0:
+        w = w.reshape(1)
+    return w, np.ones((1,) * w.ndim)
+
+
+def _product_range(weight: np.ndarray, factors: np.ndarray, s: float | None = None,
+                   squares: np.ndarray | None = None) -> tuple[float, float]:
+    """``(max, min)`` of ``(s·W)·F`` (``W·F`` when ``s`` is None); ``(0, 0)`` when empty, NaN
+    when a product is NaN. ``squares`` (``W``'s shape), when given, receives ``W·W`` on the
+    way (the weights are read once for both)."""
+    if weight.size == 0:
+        return 0.0, 0.0
+    blocks, size = _row_blocks(weight.shape)
+    buf = np.empty(size)
+    top, bottom = np.float64(-np.inf), np.float64(np.inf)
+    for a, b in blocks:
+        if squares is not None:
+            np.multiply(weight[a:b], weight[a:b], out=squares[a:b])
+        t = _product_block(buf, weight, factors, s, a, b)
+        top = np.maximum(top, t.max())
+        bottom = np.minimum(bottom, t.min())
+    return float(top), float(bottom)
+
+
+def _product_row_abs_max(weight: np.ndarray, factors: np.ndarray) -> float:
+    """Largest per-row sum of ``|W·F|`` (dense rows, conv output channels; a pool's one
+    weight)."""
+    if weight.size <= 1:
+        return float(np.abs(weight * factors).max(initial=0))
+    blocks, size = _row_blocks(weight.shape)
+    buf = np.empty(size)
+    best = 0.0
+    for a, b in blocks:
+        t = _product_block(buf, weight, factors, None, a, b)
+        np.abs(t, out=t)
+        best = max(best, float(t.reshape(b - a, -1).sum(axis=1).max()))
+    return best
+
+
+@dataclass
+class _SynapseQuant:
+    """What :func:`_quantize_products` found: the quantized weights, the SQNR of the float
+    weights ``W`` against their dequantized values, the largest per-row sum of ``|mantissa|``
+    and the largest ``|mantissa|``."""
+
+    quant: WeightQuant
+    sqnr_db: float
+    row_abs_max: float
+    max_mantissa: int
+
+
+def _quantize_products(weight: np.ndarray, factors: np.ndarray, s: float, *,
+                       num_weight_bits: int, exp_min: int, exp_max: int,
+                       sign_mode: str | None = None, error: bool = True,
+                       dtype: Any = np.int32) -> _SynapseQuant:
+    """Quantize the scaled weights ``(s·W)·F`` (``W`` float64 C-ordered, ``F`` broadcasting
+    against it with ``W``'s rank) as :func:`quantize_weights` does, blockwise; with ``error``
+    also the SQNR of ``W`` against ``ŵ = m·2**e / (s·F)`` (``ŵ = W`` where ``F = 0``), as
+    :func:`sqnr_db` computes it. Mantissas come as ``dtype``."""
+    if not 2 <= int(num_weight_bits) <= 8:
+        raise QuantizationError(f"num_weight_bits={num_weight_bits} must lie in [2, 8]")
+    if exp_min > exp_max:
+        raise QuantizationError(f"weight exponent range [{exp_min}, {exp_max}] is empty")
+    bits = int(num_weight_bits)
+    # with ``error``, err2 first takes w² (for Σw² in np.sum's order), then (w − ŵ)²
+    err2 = np.empty(weight.shape) if error else None
+    top, bottom = _product_range(weight, factors, s, squares=err2)
+    if not (math.isfinite(top) and math.isfinite(bottom)):
+        raise QuantizationError("weights hold NaN or infinite values")
+    all_zero = top == 0 and bottom == 0
+    mant = np.zeros(weight.shape, dtype=dtype) if all_zero else np.empty(weight.shape, dtype)
+    if all_zero:
+        chosen, clamped, sign_mode = 0, None, sign_mode or "mixed"
+        step, lo, hi = 1, 0, 0
+    else:
+        if sign_mode is None:
+            sign_mode = ("excitatory" if bottom >= 0 else "inhibitory" if top <= 0
+                         else "mixed")
+        step, lo, hi = weight_grid(bits, sign_mode)
+
+        def fits(e: int) -> bool:
+            return (float(_grid_round(top, e, step)) <= hi
+                    and float(_grid_round(bottom, e, step)) >= lo)
+
+        found = next((e for e in range(exp_min, exp_max + 1) if fits(e)), None)
+        clamped = None
+        if found is None:
+            found, clamped = exp_max, "max"
+        elif found == exp_min and fits(exp_min - 1):
+            clamped = "min"
+        chosen = int(found)
+    signal = None
+    if error:
+        signal = float(np.sum(err2))
+        nonzero_f = factors != 0
+        zero_f = None if nonzero_f.all() else ~nonzero_f
+        denom = np.where(nonzero_f, s * factors, 1.0)
+    blocks, size = _row_blocks(weight.shape)
+    t, m, flags = np.empty(size), np.empty(size), np.empty(size, dtype=bool)
+    down, up = math.ldexp(1.0, -chosen) / step, math.ldexp(1.0, chosen)
+    nonzero = kept = clipped = 0
+    row_max, mant_max = 0.0, 0.0
+    for a, b in blocks:
+        shape = (b - a, *weight.shape[1:])
+        count = math.prod(shape)
+        if not all_zero:
+            mb = _product_block(t, weight, factors, s, a, b)  # the scaled weights
+            # (counting a bool array is ~10x faster than counting float64 directly)
+            nonzero += np.count_nonzero(np.not_equal(mb, 0.0, out=flags[:count].reshape(shape)))
+            np.multiply(mb, down, out=mb)  # == ldexp(x, -e) / step (powers of two)
+            np.round(mb, out=mb)
+            if step != 1:
+                np.multiply(mb, step, out=mb)
+            # Clipping only when no exponent fits: else top and bottom fit, and rounding is
+            # monotonic.
+            if clamped == "max":
+                fb = flags[:count].reshape(shape)
+                clipped += int(np.count_nonzero(np.less(mb, lo, out=fb)))
+                clipped += int(np.count_nonzero(np.greater(mb, hi, out=fb)))
+                np.clip(mb, lo, hi, out=mb)
+            mant[a:b] = mb
+            kept += np.count_nonzero(mant[a:b])
+            ab = np.abs(mb, out=m[:count].reshape(shape))
+            row_max = max(row_max, float(ab.reshape(b - a, -1).sum(axis=1).max()))
+            mant_max = max(mant_max, float(ab.max()))
+        if error:  # ŵ = m·2**e / (s·F): mb still holds the mantissas (all-zero: mant's zeros)
+            tb = np.multiply(mant[a:b] if all_zero else mb, up,
+                             out=t[:count].reshape(shape))  # == ldexp(m, e)
+            np.divide(tb, _rows(denom, a, b), out=tb)
+            np.subtract(weight[a:b], tb, out=tb)  # w − ŵ
+            if zero_f is not None:
+                np.copyto(tb, 0.0, where=_rows(zero_f, a, b))
+            np.multiply(tb, tb, out=err2[a:b])
+    n = weight.size
+    quant = WeightQuant(mant, chosen, bits, sign_mode,
+                        clipped / n if n and not all_zero else 0.0,
+                        (nonzero - kept) / nonzero if not all_zero else 0.0,
+                        clamped, all_zero)
+    sqnr = math.nan
+    if error:
+        noise = float(np.sum(err2))
+        sqnr = (math.nan if signal == 0.0 else math.inf if noise == 0.0
+                else 10.0 * math.log10(signal / noise))
+    return _SynapseQuant(quant, sqnr, row_max, int(mant_max))
+
+
 def quantize_weights(scaled: Any, *, num_weight_bits: int = 8, exp_min: int = -8,
                      exp_max: int = 7, sign_mode: str | None = None) -> WeightQuant:
     """Mantissas and exponent of ``scaled`` weights (already in a-units: float weight × scale).
@@ -224,39 +424,12 @@ def quantize_weights(scaled: Any, *, num_weight_bits: int = 8, exp_min: int = -8
         QuantizationError: non-finite weights, or options out of range.
     """
     x = np.asarray(scaled, dtype=np.float64)
-    if not 2 <= int(num_weight_bits) <= 8:
-        raise QuantizationError(f"num_weight_bits={num_weight_bits} must lie in [2, 8]")
-    if exp_min > exp_max:
-        raise QuantizationError(f"weight exponent range [{exp_min}, {exp_max}] is empty")
-    if x.size and not np.all(np.isfinite(x)):
-        raise QuantizationError("weights hold NaN or infinite values")
-    bits = int(num_weight_bits)
-    nonzero = x != 0
-    if not nonzero.any():
-        return WeightQuant(np.zeros(x.shape, dtype=np.int64), 0, bits, sign_mode or "mixed",
-                           0.0, 0.0, None, True)
-    if sign_mode is None:
-        sign_mode = ("excitatory" if x.min() >= 0 else "inhibitory" if x.max() <= 0
-                     else "mixed")
-    step, lo, hi = weight_grid(bits, sign_mode)
-    top, bottom = float(x.max()), float(x.min())
-
-    def fits(e: int) -> bool:
-        return (float(_grid_round(top, e, step)) <= hi
-                and float(_grid_round(bottom, e, step)) >= lo)
-
-    chosen = next((e for e in range(exp_min, exp_max + 1) if fits(e)), None)
-    clamped = None
-    if chosen is None:
-        chosen, clamped = exp_max, "max"
-    elif chosen == exp_min and fits(exp_min - 1):
-        clamped = "min"
-    raw = _grid_round(x, chosen, step)
-    mant = np.clip(raw, lo, hi)
-    clipped = float(np.mean(raw != mant)) if x.size else 0.0
-    underflow = float(np.count_nonzero(nonzero & (mant == 0)) / np.count_nonzero(nonzero))
-    return WeightQuant(mant.astype(np.int64), int(chosen), bits, sign_mode, clipped, underflow,
-                       clamped, False)
+    w, f = _as_rows(x)
+    q = _quantize_products(w, f, 1.0, num_weight_bits=num_weight_bits, exp_min=exp_min,
+                           exp_max=exp_max, sign_mode=sign_mode, error=False,
+                           dtype=np.int64).quant
+    q.mantissa = q.mantissa.reshape(x.shape)
+    return q
 
 
 def sqnr_db(weight: Any, dequantized: Any) -> float:
@@ -270,14 +443,6 @@ def sqnr_db(weight: Any, dequantized: Any) -> float:
     if noise == 0.0:
         return math.inf
     return 10.0 * math.log10(signal / noise)
-
-
-def _row_abs_max(mant: np.ndarray) -> float:
-    """Largest per-output sum of |mantissa| (dense rows, conv output channels, a pool's one
-    weight)."""
-    if mant.ndim == 0 or mant.size == 1:
-        return float(np.abs(mant).max(initial=0))
-    return float(np.abs(mant).reshape(mant.shape[0], -1).sum(axis=1).max(initial=0))
 
 
 # ============================================================================================
@@ -430,8 +595,10 @@ class _Weighted:
     factor: float  # float value of the fixed output per unit (a carrier pool: 1/k² or 1)
     gain: float  # fixed-stage window-sum gain (a carrier pool: k, else 1)
     carrier: bool  # a pool carrying the scale (no weighted synapse on its path)
-    weight: np.ndarray | None = None  # float weights (W) as in the float node
-    factors: np.ndarray | None = None  # F, broadcast to W's shape: W̃ = W·F
+    weight: np.ndarray | None = None  # float weights (W) as in the float node, C-ordered
+    # F, of W's rank and broadcasting against it (W̃ = W·F): axes along which F is constant
+    # have length 1, so a (4096, 8192) dense layer does not carry a second (4096, 8192) array
+    factors: np.ndarray | None = None
     event_bound: float = 1.0  # largest |fixed input event|
 
 
@@ -665,19 +832,37 @@ def _run_conv(node: Conv2d, x: torch.Tensor) -> torch.Tensor:
                     padding=node.padding, dilation=node.dilation, groups=node.groups)
 
 
+def _windows(shape: tuple[int, ...], kh: int, kw: int, values: np.ndarray) -> np.ndarray:
+    """An array of ``shape`` ``(n, c, rows, ph, cols, pw)`` holding ``0 + values[n, c, i, j]``
+    in its ``[:, :, i, :kh, j, :kw]`` windows and 0 elsewhere (``0 + v`` turns ``-0.0`` into
+    ``0.0``, as adding into a zero array does)."""
+    values = values + 0.0
+    full = shape[3] == kh and shape[5] == kw
+    grid = np.empty(shape) if full else np.zeros(shape)
+    np.copyto(grid[:, :, :, :kh, :, :kw], values[:, :, :, None, :, None])
+    return grid
+
+
 def _pool_then_conv(pool: Node, conv: Conv2d) -> Conv2d:
     """The convolution equal to ``conv(pool(x))``: taps ``κ`` of ``conv`` spread over the
     pooling windows they read (offset ``κ·dilation·pool_stride``, window ``kernel_size``)."""
     w = np.asarray(conv.weight)
     kh, kw = pool.kernel_size
     (sph, spw), (dh, dw) = pool.stride, conv.dilation
-    out = np.zeros((*w.shape[:2], (w.shape[2] - 1) * dh * sph + kh,
-                    (w.shape[3] - 1) * dw * spw + kw))
+    ph, pw = dh * sph, dw * spw  # offset between the windows of neighbouring taps
     f = _pool_factor(pool)
-    for i in range(w.shape[2]):
-        for j in range(w.shape[3]):
-            out[:, :, i * dh * sph:i * dh * sph + kh, j * dw * spw:j * dw * spw + kw] += \
-                w[:, :, i, j, None, None] * f
+    if ph >= kh and pw >= kw:  # windows do not overlap: each element gets one tap
+        n, c, th, tw = w.shape
+        grid = _windows((n, c, th, ph, tw, pw), kh, kw, w * f)
+        out = grid.reshape(n, c, th * ph, tw * pw)[:, :, :(th - 1) * ph + kh,
+                                                    :(tw - 1) * pw + kw]
+    else:
+        out = np.zeros((*w.shape[:2], (w.shape[2] - 1) * ph + kh,
+                        (w.shape[3] - 1) * pw + kw))
+        for i in range(w.shape[2]):
+            for j in range(w.shape[3]):
+                out[:, :, i * ph:i * ph + kh, j * pw:j * pw + kw] += \
+                    w[:, :, i, j, None, None] * f
     return Conv2d(weight=out, bias=conv.bias,
                   stride=(conv.stride[0] * sph, conv.stride[1] * spw),
                   padding=(conv.padding[0] * sph + pool.padding[0],
@@ -707,12 +892,31 @@ def _conv_then_pool(conv: Conv2d, pool: Node) -> Conv2d:
 
 def _pool_then_dense(pool: Node, dense: Node, in_shape: tuple[int, ...]) -> Node:
     """``dense(flatten(pool(x)))`` as one dense layer on ``flatten(x)``: each weight row is
-    mapped back through the pooling's adjoint."""
-    w = torch.as_tensor(np.array(dense.weight))
-    x = torch.zeros((w.shape[0], *in_shape), dtype=torch.float64, requires_grad=True)
-    y = _run_pool(pool, x)
-    (y.reshape(w.shape[0], -1) * w).sum().backward()
-    weight = x.grad.reshape(w.shape[0], -1).numpy()
+    mapped back through the pooling's adjoint (for windows that neither overlap nor pad,
+    directly: each input of a window gets ``w/divisor``, as torch's backward pass computes it;
+    inputs outside every window get 0)."""
+    (kh, kw), (sh, sw), (ph, pw) = pool.kernel_size, pool.stride, pool.padding
+    c, h, wd = in_shape
+    oh, ow = (h - kh) // sh + 1, (wd - kw) // sw + 1
+    if (ph, pw) == (0, 0) and sh >= kh and sw >= kw and oh > 0 and ow > 0:
+        w = np.asarray(dense.weight, dtype=np.float64)
+        n = w.shape[0]
+        divisor = 1.0 if isinstance(pool, SumPool2d) else float(kh * kw)
+        grid = _windows((n, c, oh, sh, ow, sw), kh, kw, w.reshape(n, c, oh, ow) / divisor)
+        grid = grid.reshape(n, c, oh * sh, ow * sw)
+        if (oh * sh, ow * sw) == (h, wd):
+            weight = grid.reshape(n, -1)
+        else:  # crop windows' gaps past the input, or add the rows no window reads
+            full = np.zeros((n, c, h, wd))
+            hh, ww = min(h, oh * sh), min(wd, ow * sw)
+            full[:, :, :hh, :ww] = grid[:, :, :hh, :ww]
+            weight = full.reshape(n, -1)
+    else:
+        wt = torch.as_tensor(np.array(dense.weight))
+        x = torch.zeros((wt.shape[0], *in_shape), dtype=torch.float64, requires_grad=True)
+        y = _run_pool(pool, x)
+        (y.reshape(wt.shape[0], -1) * wt).sum().backward()
+        weight = x.grad.reshape(wt.shape[0], -1).numpy()
     if isinstance(dense, Affine):
         return Affine(weight=weight, bias=dense.bias)
     return Linear(weight=weight)
@@ -729,22 +933,41 @@ def _same_function(shape: tuple[int, ...], before: Any, after: Any) -> bool:
     return bool(torch.allclose(a, b, rtol=1e-9, atol=1e-9 * float(a.abs().max() + 1)))
 
 
+def _exact_fold(pool: Node, conv: Conv2d, in_shape: tuple[int, ...]) -> bool:
+    """Whether folding ``pool`` into ``conv`` is exact for any weights, checked like
+    :func:`_same_function` on a stand-in convolution with the same geometry (kernel, stride,
+    padding, dilation, groups) and one input and output channel per group, with random
+    weights. The fold treats every (output, input) channel pair alike, so this answers for
+    the real convolution at a fraction of its cost; when it says no, the caller checks the real
+    weights (which could make an inexact geometry exact, e.g. zero border taps)."""
+    gen = np.random.default_rng(0)
+    g = conv.groups
+    weight = gen.uniform(0.5, 1.5, (g, 1, *np.asarray(conv.weight).shape[2:]))
+    small = Conv2d(weight=weight, bias=None, stride=conv.stride, padding=conv.padding,
+                   dilation=conv.dilation, groups=g)
+    new = _pool_then_conv(pool, small)
+    return _same_function((g, *in_shape[1:]), lambda x: _run_conv(small, _run_pool(pool, x)),
+                          lambda x: _run_conv(new, x))
+
+
 def fold_pooling(graph: Graph) -> tuple[Graph, dict[str, list[str]], list[str]]:
     """Fold ``AvgPool2d``/``SumPool2d`` nodes into the weighted synapse next to them, exactly.
 
     A pool of spikes followed by ``Conv2d`` (or by ``Flatten`` feeding only ``Affine``/
     ``Linear``) becomes part of those synapses' weights (a larger, strided kernel; a dense
     matrix on the unpooled input); a pool right after a ``Conv2d`` that feeds nothing else
-    becomes part of that convolution. Each fold is checked on a random input (float64) and
-    refused when padding makes it inexact. On Loihi, Lava and hw_sim a synapse cannot feed
-    another synapse, so this keeps the float graph's function *and* timing (no extra synaptic
-    delay) at the cost of more synapses. Pools between neurons (no weighted synapse next to
-    them) stay: they become ``QSumPool2d`` synapses.
+    becomes part of that convolution. Each fold is checked on a random input (float64; a
+    pool folded into a following conv first on a one-channel stand-in of the same geometry,
+    and on the real weights only when that fails) and refused when padding makes it inexact.
+    On Loihi, Lava and hw_sim a synapse cannot feed another synapse, so this keeps the float
+    graph's function *and* timing (no extra synaptic delay) at the cost of more synapses.
+    Pools between neurons (no weighted synapse next to them) stay: they become ``QSumPool2d``
+    synapses.
 
     Returns:
         ``(graph, folded, problems)``: the new float graph (pool nodes removed, node names
-        otherwise kept), ``{pool: [synapses it went into]}``, and one line per pool that
-        could have been folded but not exactly.
+        otherwise kept; ``graph`` itself when no pool was folded), ``{pool: [synapses it
+        went into]}``, and one line per pool that could have been folded but not exactly.
     """
     nodes = dict(graph.nodes)
     edges = list(graph.edges)
@@ -797,8 +1020,9 @@ def fold_pooling(graph: Graph) -> tuple[Graph, dict[str, list[str]], list[str]]:
                     node = nodes[dst]
                     if isinstance(node, Conv2d):
                         new = _pool_then_conv(pool, node)
-                        if not _same_function(in_shape, lambda x, n=node: _run_conv(
-                                n, _run_pool(pool, x)), lambda x, n=new: _run_conv(n, x)):
+                        if not _exact_fold(pool, node, in_shape) and not _same_function(
+                                in_shape, lambda x, n=node: _run_conv(n, _run_pool(pool, x)),
+                                lambda x, n=new: _run_conv(n, x)):
                             break
                         updates[dst] = new
                     else:
@@ -824,7 +1048,120 @@ def fold_pooling(graph: Graph) -> tuple[Graph, dict[str, list[str]], list[str]]:
                 continue
             del nodes[name]
             changed = True
-    return Graph(nodes, tuple(edges), graph.metadata).validate(), folded, problems
+    if not folded:
+        return graph, folded, problems
+    out = Graph(nodes, tuple(edges), graph.metadata)
+    out.shapes  # validates, once (the shapes stay cached for the caller)
+    return out, folded, problems
+
+
+# ============================================================================================
+# Adds of spikes (float → float, exact)
+# ============================================================================================
+
+
+def _event_nodes(nodes: dict[str, Node], preds: dict[str, list[str]], order: list[str]
+                 ) -> set[str]:
+    """Nodes carrying events (spikes or the input): the input, neurons, and pools, Flatten,
+    Concat and Add nodes all of whose inputs carry events."""
+    out: set[str] = set()
+    for name in order:
+        node = nodes[name]
+        if isinstance(node, (Input, *_NEURONS)) or (
+                isinstance(node, (*_POOLS, Flatten, Concat, Add)) and preds[name]
+                and all(p in out for p in preds[name])):
+            out.add(name)
+    return out
+
+
+def distribute_spike_adds(graph: Graph) -> tuple[Graph, list[str]]:
+    """Push every ``Add`` of events (spikes, e.g. a residual block's ``y + x``) through the
+    linear nodes after it, until it sums synaptic currents, exactly.
+
+    No Loihi synapse reads a sum of spike trains, but ``W·(a + b) = W·a + W·b``: a synapse after
+    the Add becomes one copy per Add input, each reading that input, and the Add then sums the
+    copies' currents before the neuron layer (the form quantize handles: the copies share the
+    layer's scale). A ``Flatten`` or pooling node after the Add is copied per input the same way
+    and the Add moves past it. The first copy of a node keeps its name and a ``Conv2d``/
+    ``Affine`` bias (added once); the others are named ``<node>_<input>`` and have none. The
+    Add keeps its name when it has one consumer; with several, it becomes one Add per consumer,
+    named ``<add>_<consumer>``. In the fixed graph each path then has its own synapse delays,
+    so the inputs reach the Add after different pipeline depths (quantize warns about it).
+
+    An Add of events feeding another one is merged into it (``(a + b) + c = a + b + c``).
+
+    Returns:
+        ``(graph, notes)``: the new float graph (``graph`` itself when it has no such Add), and
+        one line per synapse that was copied. An Add of events that feeds something else (a
+        neuron, an output) is left for quantize to report.
+    """
+    nodes = dict(graph.nodes)
+    edges = list(graph.edges)
+    notes: list[str] = []
+
+    def preds_of(n: str) -> list[str]:
+        return [a for a, b in edges if b == n]
+
+    def succs_of(n: str) -> list[str]:
+        return [b for a, b in edges if a == n]
+
+    def fresh(base: str) -> str:
+        name, k = base, 2
+        while name in nodes:
+            name, k = f"{base}_{k}", k + 1
+        return name
+
+    def movable(add: str, n: str, events: set[str]) -> bool:
+        if isinstance(nodes[n], Add):  # an Add of events after it: merged into that one
+            return n in events and not set(preds_of(add)) & set(preds_of(n))
+        return isinstance(nodes[n], (*_WEIGHTED, *_POOLS, Flatten)) and len(preds_of(n)) == 1
+
+    origin: dict[str, str] = {}  # a copy made for an Add input -> that input's name
+    while True:
+        order = Graph(nodes, tuple(edges), graph.metadata).topo_order
+        preds = {n: preds_of(n) for n in order}
+        events = _event_nodes(nodes, preds, order)
+        found = next((n for n in order if isinstance(nodes[n], Add) and n in events
+                      and succs_of(n) and all(movable(n, s, events) for s in succs_of(n))),
+                     None)
+        if found is None:
+            break
+        add_preds, consumers = preds[found], succs_of(found)
+        del nodes[found]
+        for consumer in consumers:
+            if isinstance(nodes[consumer], Add):  # Add(Add(a, b), c) = Add(a, b, c)
+                at = edges.index((found, consumer))
+                edges[at:at + 1] = [(p, consumer) for p in add_preds]
+        edges = [e for e in edges if found not in e]
+        for consumer in consumers:
+            node = nodes[consumer]
+            if isinstance(node, Add):
+                continue
+            names = [consumer] + [fresh(f"{consumer}_{origin.get(p, p)}")
+                                  for p in add_preds[1:]]
+            for k, (copy, src) in enumerate(zip(names, add_preds)):
+                if k and isinstance(node, Affine):
+                    nodes[copy] = Affine(weight=node.weight, bias=np.zeros_like(node.bias))
+                elif k and isinstance(node, Conv2d) and node.bias is not None:
+                    nodes[copy] = node.replace(bias=None)
+                else:
+                    nodes[copy] = node
+                edges.append((src, copy))
+                if k:
+                    origin[copy] = origin.get(src, src)
+            add = found if len(consumers) == 1 else fresh(f"{found}_{consumer}")
+            nodes[add] = Add()
+            # the Add takes the consumer's place as the source of its outputs (edge order kept)
+            edges = [(add if a == consumer else a, b) for a, b in edges]
+            edges += [(copy, add) for copy in names]
+            if isinstance(node, _WEIGHTED):
+                notes.append(f"{found} (Add): sums spikes, which no synapse can read; {consumer} "
+                             f"now has one copy per input ({', '.join(names)}), summed by {add}")
+    if not notes:
+        return graph, []
+    out = Graph(nodes, tuple(edges), graph.metadata)
+    out.shapes  # validates, once (the shapes stay cached for the caller)
+    return out, notes
 
 
 # ============================================================================================
@@ -934,8 +1271,9 @@ def quantize(graph: Graph, target: Any, *, calib: Any = None, weight_bits: int |
         steps: time steps ``T`` of a run (default ``graph.metadata["timesteps"]``, else 100):
             the ``I`` layers' worst case and the calibration run.
         lava_compatible: weight exponents ``0`` (Lava's ``fixed_pt`` Conv has no weight
-            exponent; lava-dl netx files hold 8-bit integer weights) and bias exponents ``>= 6`` (lava-dl netx fixes it at 6; the
-            bias resolution stays 1/threshold_mant of the threshold).
+            exponent; lava-dl netx files hold 8-bit integer weights) and bias exponents
+            ``>= 6`` (lava-dl netx fixes it at 6; the bias resolution stays 1/threshold_mant
+            of the threshold).
         seed: seed of the Poisson spike trains of the calibration run.
         bntt: how ``BNTT`` nodes are deployed: ``None`` (refused), ``"fold"`` (time-averaged
             batch norm folded into the synapses, as ``passes.bntt.fold_bntt`` and
@@ -959,7 +1297,7 @@ def quantize(graph: Graph, target: Any, *, calib: Any = None, weight_bits: int |
         InvalidIRError: an invalid graph.
     """
     opts = _options(target, weight_bits, threshold_mant, lava_compatible)
-    graph.validate()
+    graph.shapes  # validates the graph (once: the shapes stay cached)
     meta = dict(graph.metadata)
     had_bntt = any(isinstance(n, BNTT) for n in graph.nodes.values())
     graph, schedules, float_ref = _deploy_bntt(graph, bntt, opts)
@@ -991,6 +1329,8 @@ def quantize(graph: Graph, target: Any, *, calib: Any = None, weight_bits: int |
     if len(graph.inputs) != 1:
         raise UnsupportedError(f"cannot quantize a graph with {len(graph.inputs)} Input nodes; "
                                "hw_sim and Lava take exactly one")
+    graph, add_notes = distribute_spike_adds(graph)
+    warnings.extend(add_notes)
     graph, folded, fold_problems = fold_pooling(graph)
     shapes = graph.shapes
     problems.extend(fold_problems)
@@ -1212,13 +1552,14 @@ def _attach_weights(graph: Graph, region: _Region, spec: _Neuron,
             continue
         w.event_bound = ebound[pred]
         if isinstance(node, (Affine, Linear)):
-            w.weight = np.asarray(node.weight, dtype=np.float64)
-            w.factors = row[:, None] * ef[None, :] * w.factor
+            w.weight = np.ascontiguousarray(node.weight, dtype=np.float64)
+            w.factors = _outer_factors(row, ef, w.factor)
         elif isinstance(node, Conv2d):
-            w.weight = np.asarray(node.weight, dtype=np.float64)
+            w.weight = np.ascontiguousarray(node.weight, dtype=np.float64)
             idx = _conv_input_index(w.weight, node.groups)
-            w.factors = (row[:, None] * ef[idx] * w.factor)[:, :, None, None] * np.ones(
-                w.weight.shape[2:])
+            ef_in = ef[idx]
+            w.factors = (_outer_factors(row, ef_in[0], w.factor) if _same_values(ef_in)
+                         else row[:, None] * ef_in * w.factor)[:, :, None, None]
         else:  # a pool carrying the layer's scale: one shared weight
             own = 1.0 / (node.kernel_size[0] * node.kernel_size[1]) \
                 if isinstance(node, AvgPool2d) else 1.0
@@ -1231,17 +1572,35 @@ def _attach_weights(graph: Graph, region: _Region, spec: _Neuron,
             w.factors = np.array([row.reshape(-1)[0] * ef.reshape(-1)[0] * w.factor / own])
 
 
-def _fit_limit(wt: np.ndarray, bits: int, exp_max: int) -> float:
-    """Largest scale at which ``wt`` fits the mantissa grid at ``exp_max``."""
-    if not wt.size or not np.any(wt):
+def _same_values(arr: np.ndarray) -> bool:
+    """Whether every element of ``arr`` has the first one's bits (``0.0`` and ``-0.0`` differ)."""
+    flat = np.ascontiguousarray(arr, dtype=np.float64).reshape(-1)
+    return flat.size == 0 or bool(np.all(flat.view(np.int64) == flat.view(np.int64)[0]))
+
+
+def _outer_factors(row: np.ndarray, ef: np.ndarray, factor: float) -> np.ndarray:
+    """``row[:, None] · ef[None, :] · factor`` with an axis of length 1 where ``row`` or ``ef``
+    is constant (every element computed as in the full product)."""
+    ef = np.asarray(ef, dtype=np.float64).reshape(-1)
+    if _same_values(ef):
+        ef = ef[:1]
+    if _same_values(row):
+        row = row[:1]
+    return row[:, None] * ef[None, :] * factor
+
+
+def _fit_limit(top: float, bottom: float, bits: int, exp_max: int) -> float:
+    """Largest scale at which weights spanning ``[bottom, top]`` fit the mantissa grid at
+    ``exp_max``."""
+    if top == 0 and bottom == 0:
         return math.inf
-    mode = "excitatory" if wt.min() >= 0 else "inhibitory" if wt.max() <= 0 else "mixed"
+    mode = "excitatory" if bottom >= 0 else "inhibitory" if top <= 0 else "mixed"
     _, lo, hi = weight_grid(bits, mode)
     lim = math.inf
-    if wt.max() > 0:
-        lim = min(lim, math.ldexp(hi, exp_max) / float(wt.max()))
-    if wt.min() < 0:
-        lim = min(lim, math.ldexp(-lo, exp_max) / float(-wt.min()))
+    if top > 0:
+        lim = min(lim, math.ldexp(hi, exp_max) / top)
+    if bottom < 0:
+        lim = min(lim, math.ldexp(-lo, exp_max) / -bottom)
     return lim
 
 
@@ -1254,15 +1613,16 @@ def _choose_scale(region: _Region, spec: _Neuron, opts: _Options, conv_like: dic
                   ) -> tuple[float, str]:
     """The layer's scale ``S`` and how it was reached (``"default"``, ``"lowered"``,
     ``"raised"``, ``"headroom"``, ``"calibrated"``)."""
-    wts = [w.weight * w.factors for w in region.weighted]
-    s_hi = min((_fit_limit(wt, opts.weight_bits, opts.exp_max) for wt in wts), default=math.inf)
+    ranges = [_product_range(w.weight, w.factors) for w in region.weighted]
+    s_hi = min((_fit_limit(top, bottom, opts.weight_bits, opts.exp_max)
+                for top, bottom in ranges), default=math.inf)
     if not spec.spiking:
         if float_max_v is not None and float_max_v > 0:
             bound, status, room = float_max_v, "calibrated", I_HEADROOM_CALIB
         else:
             per_step = float(np.abs(vb_norm).max(initial=0))
-            for w, wt in zip(region.weighted, wts):
-                per_step += _row_abs_max(np.abs(wt)) * w.event_bound * w.gain
+            for w in region.weighted:
+                per_step += _product_row_abs_max(w.weight, w.factors) * w.event_bound * w.gain
             bound, status, room = steps * per_step, "headroom", 1.0
         s = _pow2_floor(room * M24 / 64 / bound) if bound > 0 else float(opts.threshold_mant)
         s = min(s, float(1 << 20))
@@ -1274,8 +1634,8 @@ def _choose_scale(region: _Region, spec: _Neuron, opts: _Options, conv_like: dic
         return (float(math.floor(s_hi)) if s_hi >= 1 else s_hi), "lowered"
     # Raise S while even the largest synapse underuses its mantissa at its smallest exponent.
     room = math.inf
-    for w, wt in zip(region.weighted, wts):
-        peak = float(np.abs(wt).max(initial=0))
+    for w, (top, bottom) in zip(region.weighted, ranges):
+        peak = max(abs(top), abs(bottom))
         if peak == 0:
             continue
         e_min = opts.conv_exp_min if conv_like[w.name] else opts.exp_min
@@ -1324,14 +1684,11 @@ def _quantize_layer(graph: Graph, region: _Region, spec: _Neuron, opts: _Options
     for w in region.weighted:
         node = graph.nodes[w.name]
         e_min = opts.conv_exp_min if conv_like[w.name] else opts.exp_min
-        scaled = s * w.weight * w.factors
-        wq = quantize_weights(scaled, num_weight_bits=opts.weight_bits, exp_min=e_min,
-                              exp_max=opts.exp_max)
+        sq = _quantize_products(w.weight, w.factors, s, num_weight_bits=opts.weight_bits,
+                                exp_min=e_min, exp_max=opts.exp_max)
+        wq = sq.quant
         mant = wq.mantissa
-        nz = w.factors != 0
-        w_hat = np.where(nz, np.ldexp(mant.astype(np.float64), wq.weight_exp)
-                         / np.where(nz, s * w.factors, 1.0), w.weight)
-        eff = s * w.factors
+        eff = s * w.factors  # the same values as s·F broadcast to the weights' shape
         if isinstance(node, (Affine, Linear)):
             out_nodes[w.name] = QDense(weight=mant, weight_exp=wq.weight_exp,
                                        num_weight_bits=wq.num_weight_bits,
@@ -1346,7 +1703,7 @@ def _quantize_layer(graph: Graph, region: _Region, spec: _Neuron, opts: _Options
             out_nodes[w.name] = QSumPool2d(kernel_size=node.kernel_size, stride=node.stride,
                                            padding=node.padding, weight=int(mant.reshape(-1)[0]),
                                            weight_exp=wq.weight_exp)
-        syn_a = _row_abs_max(mant) * math.ldexp(1.0, wq.weight_exp) * w.event_bound * w.gain
+        syn_a = sq.row_abs_max * math.ldexp(1.0, wq.weight_exp) * w.event_bound * w.gain
         a_worst += syn_a
         syn_u = 64.0 * syn_a
         syn_reports.append(SynapseReport(
@@ -1354,8 +1711,8 @@ def _quantize_layer(graph: Graph, region: _Region, spec: _Neuron, opts: _Options
             scale=float(eff.reshape(-1)[0]) if _uniform(eff) else None,
             scale_range=(float(eff.min()), float(eff.max())),
             weight_exp=wq.weight_exp, num_weight_bits=wq.num_weight_bits,
-            sign_mode=wq.sign_mode, max_mantissa=wq.max_mantissa,
-            sqnr_db=sqnr_db(w.weight, w_hat), clipped_fraction=wq.clipped_fraction,
+            sign_mode=wq.sign_mode, max_mantissa=sq.max_mantissa,
+            sqnr_db=sq.sqnr_db, clipped_fraction=wq.clipped_fraction,
             underflow_fraction=wq.underflow_fraction, exp_clamped=wq.exp_clamped,
             all_zero=wq.all_zero, worst_case_u=syn_u, overflow_risk=syn_u / M24,
         ))

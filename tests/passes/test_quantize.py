@@ -5,6 +5,8 @@ cross-check of the quantized graph."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 
@@ -36,8 +38,10 @@ from neurodeploy.ir import (
     QDense,
     QSumPool2d,
     ReLU,
+    SumPool2d,
 )
 from neurodeploy.ir.serialize import load_graph, save_graph
+from neurodeploy.passes import quantize as quantize_module
 from neurodeploy.passes.convert import poisson_spikes
 from neurodeploy.passes.quantize import (
     fold_pooling,
@@ -591,3 +595,189 @@ def test_quantized_graph_runs_the_same_on_lava(lava):
         assert a.traces["n.s"].any()
         for key in ("n.s", "n.v", "acc.v"):
             np.testing.assert_array_equal(b.traces[key], a.traces[key])
+
+
+# ------------------------------------------------------------------------------------------
+# Golden results: the quantization of small networks, pinned bit for bit
+# ------------------------------------------------------------------------------------------
+
+
+def _golden_graph(case: str) -> Graph:
+    """Small float networks with random weights (numpy seeds): a BNTT CNN whose second pool
+    leaves a row and column unread, the same CNN without BNTT and with 2-channel direct input,
+    and a mixed one (SumPool → Flatten → Affine with bias, IF and CubaLIF, a neuron with gain 0
+    so its synapse row has factor 0)."""
+    rng = np.random.default_rng(["cnn", "direct", "mixed"].index(case) + 7)
+    if case in ("cnn", "direct"):
+        w1 = rng.normal(0, 0.4, (8, 1 if case == "cnn" else 2, 3, 3))
+        w1[0, 0, 0, 0] = -0.0
+        layers = [("input", Input((w1.shape[1], 14, 14))),
+                  ("conv1", Conv2d(w1, None, padding=(1, 1)))]
+        if case == "cnn":
+            layers.append(("bn1", BNTT(rng.uniform(0.5, 1.5, (4, 8)),
+                                       rng.normal(0, 0.1, (4, 8)))))
+        layers += [("lif1", _lif(0.9)), ("pool1", AvgPool2d((2, 2), (2, 2))),
+                   ("conv2", Conv2d(rng.normal(0, 0.15, (16, 8, 3, 3)), rng.normal(0, 0.05, 16),
+                                    padding=(1, 1))),
+                   ("lif2", _lif(0.95, theta=0.8, reset="subtract")),
+                   ("pool2", AvgPool2d((2, 2), (2, 2))),  # 7 -> 3: row and column 7 unread
+                   ("flatten", Flatten()),
+                   ("fc1", Linear(rng.normal(0, 0.08, (32, 144))))]
+        if case == "cnn":
+            layers.append(("bn2", BNTT(rng.uniform(-1.2, 1.2, (4, 32)),
+                                       rng.normal(0, 0.1, (4, 32)))))
+        layers += [("lif3", _lif(0.8)), ("out", Linear(rng.normal(0, 0.2, (10, 32)))),
+                   ("acc", I(r=1.0))]
+        return Graph.chain(layers, timesteps=4,
+                           encoder="direct" if case == "direct" else "spikes")
+    r = np.full(12, 1.0)
+    r[3] = 0.0
+    return Graph.chain([
+        ("input", Input((3, 9, 9))),
+        ("conv1", Conv2d(rng.normal(0, 0.3, (6, 3, 2, 2)) * (rng.random((6, 3, 2, 2)) > 0.3),
+                         None)),
+        ("if1", IF(r=1.0, v_threshold=1.0)),
+        ("pool1", SumPool2d((3, 3), (3, 3))),  # 8 -> 2: two rows and columns unread
+        ("flatten", Flatten()),
+        ("fc1", Affine(rng.normal(0, 0.5, (12, 24)), rng.normal(0, 0.1, 12))),
+        ("cuba", CubaLIF(tau_syn=2.0, tau_mem=4.0, r=r, v_leak=0.0, v_threshold=0.5)),
+        ("out", Linear(rng.normal(0, 0.3, (5, 12)) * 1e3)),
+        ("acc", I(r=1.0)),
+    ], timesteps=6)
+
+
+def _golden_digest(fixed: Graph, report) -> str:
+    """sha256 (16 hex digits) of every node field of ``fixed``, its metadata and the report's
+    numbers (calibration statistics, which come from hw_sim, and warning texts left out)."""
+    h = hashlib.sha256()
+    for name, node in fixed.nodes.items():
+        h.update(f"{name}:{node.type_name}".encode())
+        for f in dataclasses.fields(node):
+            v = getattr(node, f.name)
+            if isinstance(v, np.ndarray):
+                kind = np.int64 if v.dtype.kind in "iub" else np.float64
+                h.update(f"{f.name}{v.shape}".encode()
+                         + np.ascontiguousarray(v, dtype=kind).tobytes())
+            else:
+                h.update(f"{f.name}={v!r}".encode())
+    doc = report.to_dict()
+    doc.pop("calib")
+    doc.pop("warnings")
+    for layer in doc["layers"]:
+        for key in [k for k in layer if k.startswith("calib_")] + ["warnings"]:
+            layer.pop(key)
+    h.update(json.dumps(doc, sort_keys=True).encode())
+    h.update(json.dumps(dict(fixed.metadata), sort_keys=True, default=repr).encode())
+    return h.hexdigest()[:16]
+
+
+#: name -> (network, quantize options, digest, {synapse: (weight_exp, Σ|mantissa|, SQNR dB)}).
+#: Computed with the whole-array implementation that preceded the blockwise passes.
+GOLDEN = {
+    "cnn_fold": ("cnn", {"bntt": "fold", "lava_compatible": True}, "2882bbc7289011dd",
+                 {"conv1": (0, 5188, 43.88887651915625), "conv2": (0, 168336, 38.16890646151095),
+                  "fc1": (0, 283792, 32.752402370045886), "out": (0, 13006, 38.20942618981012)}),
+    "cnn_schedule": ("cnn", {"bntt": "schedule"}, "90f29e771b4a3f9c",
+                     {"conv1": (1, 3440, 41.212840071153), "conv2": (-2, 168336, 38.16890646151095),
+                      "fc1": (-3, 577264, 36.620548880477884),
+                      "out": (4, 13006, 38.20942618981012)}),
+    "direct_calib": ("direct", {"calib": "random"}, "4ca6d094f49dc138",
+                     {"conv1": (-6, 6052, 39.43283157917803),
+                      "conv2": (-2, 175352, 38.24708269473255),
+                      "fc1": (-3, 608760, 37.12535150382598),
+                      "out": (7, 12520, 38.955935605908365)}),
+    "mixed_5bit": ("mixed", {"weight_bits": 5}, "924ae71b58bd84e0",
+                   {"conv1": (0, 3200, 24.49072274648453), "fc1": (-1, 124272, 23.518263657779524),
+                    "out": (4, 4016, 25.415837487983715)}),
+}
+
+
+def _golden_run(name: str) -> tuple[str, Graph, object]:
+    case, opts, _, _ = GOLDEN[name]
+    g = _golden_graph(case)
+    opts = dict(opts)
+    if opts.get("calib") == "random":
+        opts["calib"] = np.random.default_rng(3).uniform(-0.5, 1.0, (3, *g.shapes["input"]))
+    fixed, rep = quantize(g, "loihi2", **opts)
+    return _golden_digest(fixed, rep), fixed, rep
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_quantization_is_pinned_bit_for_bit(name):
+    digest, fixed, rep = _golden_run(name)
+    want = GOLDEN[name][3]
+    got = {s.name: (s.weight_exp, int(np.abs(fixed.nodes[s.name].weight).sum()), s.sqnr_db)
+           for layer in rep.layers for s in layer.synapses}
+    assert got == want  # exact floats: the SQNR sums must keep numpy's summation order
+    assert digest == GOLDEN[name][2]
+
+
+def test_blockwise_passes_do_not_depend_on_the_block_size(monkeypatch):
+    # Blocks of 5 elements: one row per block (and odd splits of the small layers); every
+    # result must stay the same, bit for bit.
+    monkeypatch.setattr(quantize_module, "BLOCK_ELEMENTS", 5)
+    for name in ("cnn_schedule", "mixed_5bit"):
+        assert _golden_run(name)[0] == GOLDEN[name][2]
+
+
+def test_blockwise_quantizer_matches_whole_array_formulas():
+    # The formulas the blockwise pass replaces, on whole arrays: (s·W)·F rounded on the grid,
+    # ŵ = m·2**e/(s·F) (ŵ = W where F = 0), SQNR from np.sum over the whole arrays.
+    rng = np.random.default_rng(4)
+    w = rng.normal(0, 1, (37, 3, 5, 5))
+    w[rng.random(w.shape) < 0.1] = 0.0
+    factors = rng.uniform(0.5, 2.0, (37, 3, 1, 1))
+    factors[5] = 0.0  # a row with factor 0
+    for s, e_max in ((37.3, 7), (250.0, 0), (4e4, 0)):  # the last one clips at exponent 0
+        got = quantize_module._quantize_products(w, factors, s, num_weight_bits=8, exp_min=0,
+                                                 exp_max=e_max)
+        scaled = s * w * factors
+        ref = quantize_weights(scaled, exp_min=0, exp_max=e_max)
+        np.testing.assert_array_equal(got.quant.mantissa, ref.mantissa)
+        assert (got.quant.weight_exp, got.quant.sign_mode, got.quant.exp_clamped) == \
+            (ref.weight_exp, ref.sign_mode, ref.exp_clamped)
+        raw = np.round(scaled * 2.0 ** -ref.weight_exp / 2) * 2
+        assert got.quant.clipped_fraction == np.mean(raw != np.clip(raw, -256, 254))
+        nz = scaled != 0
+        assert got.quant.underflow_fraction == np.count_nonzero(
+            nz & (ref.mantissa == 0)) / np.count_nonzero(nz)
+        keep = factors != 0
+        w_hat = np.where(keep, np.ldexp(ref.mantissa.astype(float), ref.weight_exp)
+                         / np.where(keep, s * factors, 1.0), w)
+        assert got.sqnr_db == sqnr_db(w, w_hat)
+        assert got.row_abs_max == np.abs(ref.mantissa).reshape(37, -1).sum(axis=1).max()
+        assert got.max_mantissa == np.abs(ref.mantissa).max()
+    assert got.quant.clipped_fraction > 0.5  # the last case did clip
+
+
+def test_fast_pool_folds_match_the_generic_ones():
+    # Non-overlapping pools are folded by placing each weight in its windows; the generic
+    # forms are the tap loop (conv) and torch's backward pass of the pool (dense). Bit equal,
+    # including -0.0 weights (0 + -0.0 = 0.0, as the generic forms compute it).
+    rng = np.random.default_rng(5)
+    for pool_type in (AvgPool2d, SumPool2d):
+        for k, s in (((2, 2), (2, 2)), ((3, 3), (3, 3)), ((2, 3), (3, 4))):
+            pool = pool_type(kernel_size=k, stride=s, padding=(0, 0))
+            f = 1.0 / (k[0] * k[1]) if pool_type is AvgPool2d else 1.0
+            for dil in ((1, 1), (2, 1)):
+                w = rng.normal(size=(4, 3, 3, 2))
+                w[0, 0, 0, 0] = -0.0
+                conv = Conv2d(w, None, padding=(1, 0), dilation=dil)
+                ph, pw = dil[0] * s[0], dil[1] * s[1]
+                want = np.zeros((4, 3, 2 * ph + k[0], pw + k[1]))
+                for i in range(3):
+                    for j in range(2):
+                        want[:, :, i * ph:i * ph + k[0], j * pw:j * pw + k[1]] += \
+                            w[:, :, i, j, None, None] * f
+                got = quantize_module._pool_then_conv(pool, conv)
+                assert got.weight.tobytes() == want.tobytes()
+                assert got.stride == s and got.padding == (s[0], 0)
+            for shape in ((3, 8, 8), (3, 9, 7), (2, 10, 13)):
+                oh, ow = (shape[1] - k[0]) // s[0] + 1, (shape[2] - k[1]) // s[1] + 1
+                w = rng.normal(size=(5, shape[0] * oh * ow))
+                w[1, 0] = -0.0
+                x = torch.zeros((5, *shape), dtype=torch.float64, requires_grad=True)
+                y = quantize_module._run_pool(pool, x)
+                (y.reshape(5, -1) * torch.as_tensor(w)).sum().backward()
+                got = quantize_module._pool_then_dense(pool, Linear(w), shape)
+                assert got.weight.tobytes() == x.grad.reshape(5, -1).numpy().tobytes()
