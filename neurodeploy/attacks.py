@@ -619,18 +619,17 @@ def run_attack(model: str | Path | None = None, ann: str | Path | None = None, *
                 notes.append("snn_quantized is evaluated only for in-memory compiles (not for "
                              "a compile folder)")
         else:
-            from .compile import calibration_samples, fixed_point
-            from .passes.legalize import legalize
+            from .compile import compile_in_memory
 
-            shape = tuple(m.float_graph.shapes[m.float_graph.inputs[0]])
             say(f"compiling {m.source} for {target} in memory (calibration: {calib_samples} "
                 f"training samples of {data_spec})")
-            x_cal = calibration_samples(data_spec, calib_samples, shape)
-            fixed, _, warn = fixed_point(m.float_graph, target, calib=x_cal, steps=T)
+            fixed, legal, warn = compile_in_memory(m.float_graph, target, calib=data_spec,
+                                                   calib_samples=calib_samples, steps=T)
             if quantized:
                 fixed_graphs["snn_quantized"] = fixed
             if deployed:
-                fixed_graphs["snn_deployed"] = legalize(fixed)
+                fixed_graphs["snn_deployed"] = legal
+            notes.extend(w for w in warn if w.startswith("not legalized"))
             deployed_desc = (f"{m.source} compiled in memory for {target} as neurodeploy "
                              f"compile --calib {data_spec} --calib-samples {calib_samples} "
                              "does")

@@ -88,6 +88,23 @@ def calibration_samples(calib: str | None, samples: int, in_shape: tuple[int, ..
 BNTT_MODES = ("fold", "schedule")
 
 
+def compile_in_memory(graph: Graph, target: Any, *, calib: str | None = None,
+                      calib_samples: int = 64, steps: int | None = None
+                      ) -> tuple[Graph, Graph, list[str]]:
+    """``(quantized graph, deployed graph, warnings)`` of a float ``graph`` as ``neurodeploy
+    compile --calib CALIB --calib-samples N`` makes them (BNTT folded, quantized, legalized
+    when netx can hold it), without writing files: what the SAM, attack and pruning runs
+    deploy."""
+    from .passes.legalize import legalize_or_keep
+
+    x_cal = calibration_samples(calib, calib_samples, tuple(graph.shapes[graph.inputs[0]]))
+    fixed, _, warnings = fixed_point(graph, target, calib=x_cal, steps=steps)
+    deployed, not_legal = legalize_or_keep(fixed)
+    if not_legal is not None:
+        warnings.append(not_legal)
+    return fixed, deployed, warnings
+
+
 def mapping_text(doc: dict[str, Any]) -> str:
     """``mapping.json`` text: indented, one compact line per core (large networks have
     hundreds of thousands of cores; fully indented they take seconds and 40 % more bytes)."""
@@ -350,10 +367,12 @@ def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | 
             bntt_statistic=bntt_statistic, run=steps.run)
         report.update(fp_report)
         steps.warnings.extend(fp_warnings)
-    from .passes.legalize import legalize
+    from .passes.legalize import legalize_or_keep
 
     before = graph
-    graph = steps.run("legalize", lambda: legalize(graph))
+    graph, not_legal = steps.run("legalize", lambda: legalize_or_keep(graph))
+    if not_legal is not None:
+        steps.warnings.append(not_legal)
     spec = None
     if sam_names is not None:
         from .sam import SamSpec, check_sam_layers

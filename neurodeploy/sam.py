@@ -903,21 +903,20 @@ def _float_run(m: _Models, layers: list[str], x: np.ndarray, trains: np.ndarray 
 
 def _compile_in_memory(m: _Models, target: str, data: str, calib_samples: int,
                        log: Callable[[str], None]) -> tuple[Any, str]:
-    from .compile import calibration_samples, fixed_point
-    from .passes.legalize import legalize
+    from .compile import compile_in_memory
 
-    shape = tuple(m.float_graph.shapes[m.float_graph.inputs[0]])
     log(f"compiling {m.source} for {target} in memory (calibration: {calib_samples} training "
         f"samples of {data})")
-    x_cal = calibration_samples(data, calib_samples, shape)
-    fixed, _, _ = fixed_point(m.float_graph, target, calib=x_cal, steps=m.steps)
+    _, deployed, warnings = compile_in_memory(m.float_graph, target, calib=data,
+                                              calib_samples=calib_samples, steps=m.steps)
     from .ir import BNTT
 
     folded = any(isinstance(nd, BNTT) for nd in m.float_graph.nodes.values())
     note = (f"deployed model: {m.source} compiled in memory for {target} as neurodeploy "
             f"compile --calib {data} --calib-samples {calib_samples} does"
-            + (" (BNTT folded into time-averaged batch norm)" if folded else ""))
-    return legalize(fixed), note
+            + (" (BNTT folded into time-averaged batch norm)" if folded else "")
+            + "".join(f"; {w}" for w in warnings if w.startswith("not legalized")))
+    return deployed, note
 
 
 def _deployed_run(graph: Any, layers: list[str], channels: dict[str, int], x: np.ndarray,

@@ -167,9 +167,9 @@ def _requantize(folder: CompiledFolder, float_graph: Graph) -> Graph:
 
 def _stale_nodes(quantized: Graph, stored: Graph) -> list[str]:
     """Nodes where legalizing ``quantized`` does not give the folder's graph back."""
-    from .passes.legalize import legalize
+    from .passes.legalize import legalize_or_keep
 
-    fresh = legalize(quantized)
+    fresh, _ = legalize_or_keep(quantized)
     names = list(dict.fromkeys([*stored.topo_order, *fresh.topo_order]))
     out = [n for n in names if n not in fresh.nodes or n not in stored.nodes
            or not fresh.nodes[n].same_as(stored.nodes[n])]

@@ -512,3 +512,15 @@ def legalize(fixed_graph: Graph) -> Graph:
     out = Graph({n: graph.nodes[n] for n in order}, graph.edges,
                 {**dict(graph.metadata), "legalized": notes})
     return out.validate()
+
+
+def legalize_or_keep(fixed_graph: Graph) -> tuple[Graph, str | None]:
+    """``(legalize(fixed_graph), None)`` when netx can hold the network, else
+    ``(fixed_graph, reason)``: the quantized graph unchanged (hw_sim, Lava and the mapping
+    run it as it is; only the netx export needs the rewrite) and a one-line warning."""
+    try:
+        return legalize(fixed_graph), None
+    except UnsupportedError as err:
+        return fixed_graph, (f"not legalized for netx ({err.message}); the quantized graph "
+                             "is deployed as it is (hw_sim, Lava and the mapping run it)")
+
