@@ -54,3 +54,29 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_twin_models(tmp_path_factory):
+    """Checkpoint folders of a small BNTT CNN SNN on 8x8 digits (untrained, seed 0) and its
+    ANN twin (``snn``, ``snn_ann``), and an MLP SNN without conv layers (``mlp``)."""
+    import torch
+
+    from neurodeploy.models import zoo
+    from neurodeploy.models.checkpoint import save_checkpoint
+
+    root = tmp_path_factory.mktemp("tiny_twin_models")
+    torch.manual_seed(0)
+    cfg = zoo.default_config("cnn", in_shape=(1, 8, 8), timesteps=4, bntt=True, width=0.5,
+                             leak=0.9)
+    snn = zoo.build_model(cfg)
+    acfg = zoo.twin_config(cfg)
+    ann = zoo.build_model(acfg)
+    zoo.load_twin_weights(ann, snn)
+    mcfg = zoo.default_config("mlp", in_shape=(64,), timesteps=3)
+    for name, model, config in (("snn", snn, cfg), ("snn_ann", ann, acfg),
+                                ("mlp", zoo.build_model(mcfg), mcfg)):
+        (root / name).mkdir()
+        save_checkpoint(root / name / "model.pt", model, config)
+    return root
+

@@ -306,27 +306,10 @@ def test_localization_error_by_hand():
 
 
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
+def tiny_models(tiny_twin_models):
     """A small BNTT CNN SNN on 8x8 digits (untrained) and its ANN twin, as checkpoint folders
     ``snn`` and ``snn_ann``, and an MLP SNN without conv layers."""
-    from neurodeploy.models import zoo
-    from neurodeploy.models.checkpoint import save_checkpoint
-
-    root = tmp_path_factory.mktemp("sam_models")
-    torch.manual_seed(0)
-    cfg = zoo.default_config("cnn", in_shape=(1, 8, 8), timesteps=4, bntt=True, width=0.5,
-                             leak=0.9)
-    snn = zoo.build_model(cfg)
-    acfg = zoo.twin_config(cfg)
-    ann = zoo.build_model(acfg)
-    zoo.load_twin_weights(ann, snn)
-    for name, model, config in (("snn", snn, cfg), ("snn_ann", ann, acfg)):
-        (root / name).mkdir()
-        save_checkpoint(root / name / "model.pt", model, config)
-    mcfg = zoo.default_config("mlp", in_shape=(64,), timesteps=3)
-    (root / "mlp").mkdir()
-    save_checkpoint(root / "mlp" / "model.pt", zoo.build_model(mcfg), mcfg)
-    return root
+    return tiny_twin_models
 
 
 def test_run_sam_checkpoint_and_compile_folder(tiny_models, tmp_path, one_thread):

@@ -290,23 +290,9 @@ def test_no_sam_costs_are_unchanged(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_snn(tmp_path_factory):
+def tiny_snn(tiny_twin_models):
     """A small BNTT CNN SNN on 8x8 digits (untrained) and its ANN twin (``snn``, ``snn_ann``)."""
-    from neurodeploy.models import zoo
-    from neurodeploy.models.checkpoint import save_checkpoint
-
-    root = tmp_path_factory.mktemp("sam_cost_models")
-    torch.manual_seed(0)
-    cfg = zoo.default_config("cnn", in_shape=(1, 8, 8), timesteps=4, bntt=True, width=0.5,
-                             leak=0.9)
-    snn = zoo.build_model(cfg)
-    acfg = zoo.twin_config(cfg)
-    ann = zoo.build_model(acfg)
-    zoo.load_twin_weights(ann, snn)
-    for name, model, config in (("snn", snn, cfg), ("snn_ann", ann, acfg)):
-        (root / name).mkdir()
-        save_checkpoint(root / name / "model.pt", model, config)
-    return root
+    return tiny_twin_models
 
 
 def test_compile_simulate_and_report(tiny_snn, tmp_path):
