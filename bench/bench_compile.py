@@ -7,7 +7,8 @@ The checkpoint is written once to a temporary folder (not timed); the compile th
 ``--repeat`` times (default 3) and the best total is reported, with the steps of that run.
 Also records the load average before and after the runs and at the start of each, because
 timings depend on what else runs.
-Run: ``.venv/bin/python bench/bench_compile.py [--bntt] [--json bench/results/compile.json]``.
+Run: ``.venv/bin/python bench/bench_compile.py [--bntt] [--json bench/results/compile.json]``
+(recorded: ``bench/results/compile.json``, and ``compile_bntt.json`` with ``--bntt``).
 """
 
 from __future__ import annotations

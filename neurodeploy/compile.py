@@ -105,14 +105,19 @@ def compile_in_memory(graph: Graph, target: Any, *, calib: str | None = None,
     return fixed, deployed, warnings
 
 
-def mapping_text(doc: dict[str, Any]) -> str:
+def mapping_text(doc: dict[str, Any], core_lines: Sequence[str] | None = None) -> str:
     """``mapping.json`` text: indented, one compact line per core (large networks have
-    hundreds of thousands of cores; fully indented they take seconds and 40 % more bytes)."""
-    rows = doc["per_core"]
+    hundreds of thousands of cores; fully indented they take seconds and 40 % more bytes).
+
+    ``core_lines`` (:meth:`neurodeploy.mapping.Mapping.core_lines`, the rows already as
+    compact JSON) replaces ``doc["per_core"]``: the compile writes a mapping this way, with
+    ``doc = mapping.to_json(per_core=False)``; the text is the same."""
+    if core_lines is None:
+        core_lines = [json.dumps(row, separators=(",", ":")) for row in doc["per_core"]]
     head = json.dumps({**doc, "per_core": []}, indent=1)
-    if not rows:
+    if not core_lines:
         return head + "\n"
-    body = ",\n  ".join(json.dumps(row, separators=(",", ":")) for row in rows)
+    body = ",\n  ".join(core_lines)
     return head.replace('"per_core": []', '"per_core": [\n  ' + body + "\n ]", 1) + "\n"
 
 
@@ -399,7 +404,8 @@ def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | 
                 if "reset" in str(err) else ""
             steps.warnings.append(f"network.net not written: {err} (model.ir.h5 holds the "
                                   f"network{hint})")
-        (tmp / "mapping.json").write_text(mapping_text(mapping.to_json()))
+        (tmp / "mapping.json").write_text(mapping_text(mapping.to_json(per_core=False),
+                                                       mapping.core_lines()))
         files += ["mapping.json", "compile.json"]
         steps.rows.append({"step": "write", "seconds": round(time.perf_counter() - t0, 6)})
         doc.update({"files": files, "steps": steps.rows, "warnings": steps.warnings,

@@ -48,10 +48,12 @@ any simulation.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from functools import cached_property
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -273,6 +275,32 @@ class Layout:
         return {"kind": "tiles", "channels_per_core": self.cg, "tile": list(self.tile)}
 
 
+class _SliceSums:
+    """Per-slice sums of one integer per-neuron quantity (IR flat order) for many layouts of
+    its layer: prefix sums once, then every layout's sums from the slice corners (exactly
+    :meth:`Layout.per_slice`, in O(slices) per layout)."""
+
+    def __init__(self, values: np.ndarray, shape: tuple[int, ...]) -> None:
+        v = np.asarray(values, dtype=np.int64)
+        if len(shape) == 3:
+            p = np.zeros(tuple(d + 1 for d in shape), dtype=np.int64)
+            p[1:, 1:, 1:] = v.reshape(shape).cumsum(0).cumsum(1).cumsum(2)
+        else:
+            p = np.concatenate([[0], v.cumsum()])
+        self.prefix = p
+
+    def of(self, lay: Layout) -> np.ndarray:
+        """The sum over every slice of ``lay`` (int64)."""
+        if lay.kind == "flat":
+            edges = np.append(np.arange(0, lay.size, lay.n), lay.size)
+            return np.diff(self.prefix[edges])
+        c, h, w = lay.shape
+        (th, tw), cg = lay.tile, lay.cg
+        edges = [np.append(np.arange(0, n, step), n) for n, step in ((c, cg), (h, th), (w, tw))]
+        corner = self.prefix[np.ix_(*edges)]
+        return np.diff(np.diff(np.diff(corner, axis=0), axis=1), axis=2).reshape(-1)
+
+
 def layout_from_json(shape: tuple[int, ...], doc: dict[str, Any]) -> Layout:
     """The :class:`Layout` written by :meth:`Layout.to_json` for a layer of ``shape``."""
     if doc["kind"] == "flat":
@@ -322,6 +350,21 @@ def _cover(lo: np.ndarray, hi: np.ndarray, shape: tuple[int, int]) -> np.ndarray
     return diff.cumsum(0).cumsum(1)[:shape[0], :shape[1]]
 
 
+#: Set bits of every byte value.
+_POPCOUNT = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(
+    axis=1, dtype=np.int64)
+
+
+def _popcount64(x: np.ndarray) -> np.ndarray:
+    """Set bits of every element of a uint64 array (SWAR bit counting), as uint64."""
+    m1, m2, m4 = (np.uint64(0x5555555555555555), np.uint64(0x3333333333333333),
+                  np.uint64(0x0F0F0F0F0F0F0F0F))
+    x = x - ((x >> np.uint64(1)) & m1)
+    x = (x & m2) + ((x >> np.uint64(2)) & m2)
+    x = (x + (x >> np.uint64(4))) & m4
+    return (x * np.uint64(0x0101010101010101)) >> np.uint64(56)
+
+
 class _SliceCosts:
     """Synaptic memory and input axons of every slice of a layer for a layout, and how many
     slices of the layer each presynaptic neuron reaches (for output axons)."""
@@ -333,9 +376,17 @@ class _SliceCosts:
         self.encodings = encodings
         self.population = population
         if isinstance(node, QDense):
-            w = np.asarray(node.weight)
+            nonzero = np.asarray(node.weight) != 0  # (out, in)
             self.kind = "dense"
-            self.nonzero = w != 0  # (out, in)
+            self.n_in = nonzero.shape[1]
+            #: per postsynaptic neuron: its non-zero weights
+            self.row_nnz = nonzero.sum(axis=1, dtype=np.int64)
+            #: the non-zero pattern, 8 presynaptic neurons a byte (MSB first), rows padded
+            #: with zero bytes to whole 64-bit words: ORs over a slice's rows and bit counts
+            #: work on 64 neurons at a time
+            packed = np.packbits(nonzero, axis=1)
+            pad = -packed.shape[1] % 8
+            self.packed = np.pad(packed, ((0, 0), (0, pad))) if pad else packed
         elif isinstance(node, (QConv2d, QSumPool2d)):
             self.kind = "conv"
         else:
@@ -349,20 +400,39 @@ class _SliceCosts:
     def _dense(self, lay: Layout) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
         node = self.syn.node
         bits = _weight_bits(node) + _delay_bits(node)
-        nz = self.nonzero if lay.kind == "flat" else self.nonzero[lay.order]
-        nnz = np.add.reduceat(nz.sum(axis=1), lay.starts)
-        cols_any = np.logical_or.reduceat(nz, lay.starts, axis=0)  # (slices, in)
+        n_in = self.n_in
+        if lay.kind == "flat":
+            rows, row_nnz = self.packed, self.row_nnz
+        else:
+            rows, row_nnz = self.packed[lay.order], self.row_nnz[lay.order]
+        nnz = np.add.reduceat(row_nnz, lay.starts)
+        if lay.slices == len(rows):  # one row a slice
+            cols_any = rows
+        else:  # (slices, bytes): the OR of each slice's rows, packed
+            cols_any = np.bitwise_or.reduceat(rows.view(np.uint64), lay.starts, axis=0
+                                              ).view(np.uint8)
         shape = self.syn.pop_shape
         if self.population and shape is not None:  # one axon per source position
-            in_axons = cols_any.reshape(lay.slices, shape[0], -1).any(axis=1).sum(axis=1)
+            positions = n_in // shape[0]
+            if positions % 8 == 0:  # whole bytes per channel: OR the channels' bytes
+                per_pos = np.bitwise_or.reduce(
+                    cols_any[:, :n_in // 8].reshape(lay.slices, shape[0], positions // 8),
+                    axis=1)
+                in_axons = _POPCOUNT[per_pos].sum(axis=1, dtype=np.int64)
+            else:
+                bits_any = np.unpackbits(cols_any, axis=1, count=n_in).view(bool)
+                in_axons = bits_any.reshape(lay.slices, shape[0], -1).any(axis=1).sum(
+                    axis=1, dtype=np.int64)
         else:
-            in_axons = cols_any.sum(axis=1)
-        options = {"dense": lay.sizes * nz.shape[1] * bits}
+            in_axons = _popcount64(cols_any.view(np.uint64)).sum(axis=1, dtype=np.int64)
+        options = {"dense": lay.sizes * n_in * bits}
         if "sparse" in self.encodings:
             index_bits = max(1, math.ceil(math.log2(max(int(lay.sizes.max()), 2))))
             options["sparse"] = nnz * (bits + index_bits)
         encoding = self._choose(options)
-        reach = cols_any.sum(axis=0)  # per presynaptic neuron: slices reached
+        # per presynaptic neuron: slices reached
+        reach = np.unpackbits(cols_any, axis=1, count=n_in).sum(axis=0, dtype=np.int32
+                                                                 ).astype(np.int64)
         return options[encoding], in_axons, reach, encoding
 
     # -- convolution / pooling synapses (tiles layouts)
@@ -496,7 +566,21 @@ SAM_CORE_KEYS = ("traces", "sums", "compartments", "synapses", "synaptic_memory_
                  "input_axons", "output_axons")
 
 
-@dataclass
+#: A row of ``mapping.json``'s ``per_core`` (:meth:`Mapping.core_lines`): where the core is,
+#: then the tail: its own use, ``"sam":{...},`` or nothing, and its utilization.
+_HEAD_TEMPLATE = '{"core":%d,"chip":%d,"tile":[%d,%d],"layer":%s,"first_neuron":%d,%s'
+_TAIL_TEMPLATE = (
+    '"neurons":%d,"synaptic_memory_bits":%d,"input_axons":%d,"output_axons":%d,%s'
+    '"utilization":{' + ",".join(f'"{key}":%s' for key in RESOURCES) + "}}")
+_SAM_TEMPLATE = '"sam":{' + ",".join(f'"{key}":%d' for key in SAM_CORE_KEYS) + "},"
+
+
+def _only(values: list[Any], kind: type) -> bool:
+    """Whether every value is exactly of type ``kind`` (for ``int``: no bool, no numpy)."""
+    return set(map(type, values)) <= {kind}
+
+
+@dataclass(slots=True)
 class CoreSlice:
     """One core: a slice of one layer, where it sits and what it uses.
 
@@ -619,8 +703,10 @@ class Mapping:
             raise BadInputFileError(source, "per_core rows are not cores 0..N-1 in order")
         return mapping
 
-    def to_json(self) -> dict[str, Any]:
-        """The ``mapping.json`` document: totals, per-layer and per-core utilization."""
+    def to_json(self, per_core: bool = True) -> dict[str, Any]:
+        """The ``mapping.json`` document: totals, per-layer and per-core utilization
+        (``per_core=False``: an empty ``per_core`` list, for writers that take the rows from
+        :meth:`core_lines`)."""
         def util(use: dict[str, int]) -> dict[str, float]:
             return {k: round(use[k] / self.limits[k], 6) for k in RESOURCES}
 
@@ -645,12 +731,71 @@ class Mapping:
                 {"layer": name, **{k: v for k, v in info.items()}}
                 for name, info in self.layers.items()
             ],
-            "per_core": [core_row(c) for c in self.cores],
+            "per_core": [core_row(c) for c in self.cores] if per_core else [],
             "warnings": list(self.warnings),
         }
         if self.sam:
             doc["sam"] = dict(self.sam)
         return doc
+
+    def core_lines(self) -> list[str]:
+        """Every row of :meth:`to_json`'s ``per_core`` as compact JSON text, byte for byte
+        ``json.dumps(row, separators=(",", ":"))``, filled into fixed templates: a compile
+        writes 10^5 cores and more, where one ``json.dumps`` per row takes seconds. Integers
+        print as ``%d`` (what ``json.dumps`` writes for an ``int``), each utilization as the
+        ``repr`` of its rounded float (``json.dumps``'s float format); the part from
+        ``neurons`` on is made once per distinct use of a core; strings, and rows holding
+        anything but plain ``int``/``str`` values, go through ``json.dumps``."""
+        cores = self.cores
+        if not cores:
+            return []
+        ints = ("core", "chip", "start", "neurons", "synaptic_memory_bits", "input_axons",
+                "output_axons")
+        cols = {key: list(map(attrgetter(key), cores)) for key in ints + ("layer", "sam")}
+        tiles = list(map(attrgetter("tile"), cores))
+        sams = [sam for sam in cols["sam"] if sam]
+        plain = all(_only(cols[key], int) for key in ints) and _only(cols["layer"], str) \
+            and _only(tiles, tuple) and set(map(len, tiles)) == {2} \
+            and _only([v for t in tiles for v in t], int) and _only(sams, dict) \
+            and _only([v for sam in sams for v in sam.values()], int)
+        if not plain:  # not what map_graph or from_json make: the general way
+            return [json.dumps(row, separators=(",", ":"))
+                    for row in self.to_json()["per_core"]]
+        limits = [self.limits[key] for key in RESOURCES]
+        utils: list[dict[int, str]] = [{} for _ in RESOURCES]
+
+        def tail(use: tuple[int, int, int, int], sam: dict[str, Any] | None) -> str:
+            """The row from ``neurons`` on (own use, SAM share, utilization of both)."""
+            total = list(use)
+            sam_text = ""
+            if sam:
+                if tuple(sam) == SAM_CORE_KEYS:
+                    sam_text = _SAM_TEMPLATE % tuple(sam.values())
+                else:
+                    sam_text = '"sam":' + json.dumps(dict(sam), separators=(",", ":")) + ","
+                total[0] += int(sam["compartments"])
+                for i, key in enumerate(RESOURCES[1:], 1):
+                    total[i] += int(sam[key])
+            util = []
+            for value, limit, cache in zip(total, limits, utils):
+                if value not in cache:
+                    cache[value] = repr(round(value / limit, 6))
+                util.append(cache[value])
+            return _TAIL_TEMPLATE % (*use, sam_text, *util)
+
+        keys: list[Any] = list(zip(cols["neurons"], cols["synaptic_memory_bits"],
+                                   cols["input_axons"], cols["output_axons"]))
+        if sams:  # the SAM share is part of the tail
+            keys = [(use, tuple(sam.items()) if sam else ())
+                    for use, sam in zip(keys, cols["sam"])]
+            tails = {key: tail(key[0], dict(key[1])) for key in set(keys)}
+        else:
+            tails = {key: tail(key, None) for key in set(keys)}
+        row_tails = [tails[key] for key in keys]
+        names = {name: json.dumps(name) for name in set(cols["layer"])}
+        return [_HEAD_TEMPLATE % row for row in zip(
+            cols["core"], cols["chip"], [t[0] for t in tiles], [t[1] for t in tiles],
+            [names[v] for v in cols["layer"]], cols["start"], row_tails)]
 
 
 # ------------------------------------------------------------------------------ partition
@@ -694,6 +839,9 @@ class _Layer:
         #: the layer's SAM accumulator, and whether the partition counts it
         self.sam: _SamLayer | None = None
         self.sam_on = False
+        #: the last :meth:`usage` (layout, sam_on, result): the partition asks again and again
+        #: for the chosen layout's
+        self._last: tuple[Layout, bool, Any] | None = None
 
     def restart(self, sam_on: bool) -> None:
         """Forget the chosen layout (to partition again, with or without the SAM)."""
@@ -706,6 +854,11 @@ class _Layer:
 
     def usage(self, lay: Layout) -> tuple[dict[str, np.ndarray],
                                           list[tuple[_Synapse, np.ndarray]], dict[str, str]]:
+        """``(use per slice, (synapse, reach per presynaptic neuron) pairs, encoding per
+        synapse)`` of the layer cut by ``lay`` (the arrays are shared: do not modify)."""
+        last = self._last
+        if last is not None and last[0] is lay and last[1] == self.sam_on:
+            return last[2]
         mem = lay.sizes.astype(np.int64) * self.state_bits
         axons = np.zeros(lay.slices, dtype=np.int64)
         reaches, encodings = [], {}
@@ -722,6 +875,7 @@ class _Layer:
             use = {"neurons": use["neurons"] + extra["compartments"],
                    "synaptic_memory_bits": mem + extra["synaptic_memory_bits"],
                    "input_axons": axons + extra["input_axons"]}
+        self._last = (lay, self.sam_on, (use, reaches, encodings))
         return use, reaches, encodings
 
 
@@ -769,9 +923,11 @@ def _partition(layer: _Layer, limits: dict[str, int], reach: np.ndarray | None =
                 f"{limits[bad]:,}; {_SUGGEST[bad]}"
                 + ("; or leave this layer's SAM accumulator out" if layer.sam_on else ""))
 
+    sums = None if reach is None else _SliceSums(reach, layer.shape)
+
     def out_ok(lay: Layout) -> bool:
-        assert reach is not None
-        return int(lay.per_slice(reach).max(initial=0)) <= limits["output_axons"]
+        assert sums is not None
+        return int(sums.of(lay).max(initial=0)) <= limits["output_axons"]
 
     best: tuple[int, int, list[Layout], int] | None = None
     for k, (family, i) in enumerate(layer.fitting):
@@ -880,7 +1036,7 @@ def map_graph(graph: Graph, target: Any, *, max_chips: int | None = None,
     cores_per_chip = int(target.resources["cores_per_chip"])
     per_tile = int(target.resources["cores_per_tile"])
     mesh = tuple(target.resources["mesh_tiles"])
-    path = _tile_path(mesh)  # type: ignore[arg-type]
+    path_xy = np.array(_tile_path(mesh), dtype=np.int64).reshape(-1, 2)  # type: ignore[arg-type]
     total_cores = sum(layer.layout.slices for layer in layers.values())
     chips = max(1, math.ceil(total_cores / cores_per_chip))
     if max_chips is not None and chips > max_chips:
@@ -897,22 +1053,24 @@ def map_graph(graph: Graph, target: Any, *, max_chips: int | None = None,
         syn_encoding.update(encs)
         extra = layer.sam.usage(lay) if layer.sam_on and layer.sam is not None else None
         first = len(cores)
-        for i, start in enumerate(lay.starts):
-            k = len(cores)
-            chip, local = divmod(k, cores_per_chip)
-            tx, ty = path[local // per_tile]
-            core_sam = None if extra is None else {key: int(extra[key][i])
-                                                   for key in SAM_CORE_KEYS}
-            own = {key: int(use[key][i]) - (0 if core_sam is None else core_sam[
-                "compartments" if key == "neurons" else key])
-                   for key in ("neurons", "synaptic_memory_bits", "input_axons")}
-            out_own = int(out_axons[name][i]) - (0 if core_sam is None
-                                                 else core_sam["output_axons"])
-            cores.append(CoreSlice(
-                core=k, chip=chip, tile=(chip * mesh[0] + tx, ty), layer=name,
-                start=int(start), neurons=own["neurons"],
-                synaptic_memory_bits=own["synaptic_memory_bits"],
-                input_axons=own["input_axons"], output_axons=out_own, sam=core_sam))
+        k = np.arange(first, first + lay.slices, dtype=np.int64)
+        chip, local = np.divmod(k, cores_per_chip)
+        txy = path_xy[local // per_tile]
+        own = {key: use[key].astype(np.int64) for key in ("neurons", "synaptic_memory_bits",
+                                                           "input_axons")}
+        own["output_axons"] = out_axons[name].astype(np.int64)
+        core_sams: list[dict[str, int] | None] = [None] * lay.slices
+        if extra is not None:
+            for key in own:
+                own[key] = own[key] - extra["compartments" if key == "neurons" else key]
+            core_sams = [dict(zip(SAM_CORE_KEYS, row)) for row in zip(
+                *(extra[key].tolist() for key in SAM_CORE_KEYS))]
+        cores.extend(CoreSlice(*row) for row in zip(
+            k.tolist(), chip.tolist(),
+            zip((chip * mesh[0] + txy[:, 0]).tolist(), txy[:, 1].tolist()),
+            [name] * lay.slices, lay.starts.tolist(), own["neurons"].tolist(),
+            own["synaptic_memory_bits"].tolist(), own["input_axons"].tolist(),
+            own["output_axons"].tolist(), core_sams))
         n_cores = len(cores) - first
         info[name] = {
             "neurons": layer.size, "cores": n_cores, "first_core": first,

@@ -55,6 +55,14 @@ UPDATE_ORDERS = ("integrate_fire", "fire_integrate")
 
 
 def _array(value: Any, dtype: Any) -> np.ndarray:
+    """A read-only array of ``dtype`` holding ``value``: a copy, except that a read-only
+    array of that dtype which owns its data (what this function returns: a node derived
+    from another shares its arrays) is taken as it is. No view can write to such an array,
+    and copying large weights (hundreds of MB) costs time."""
+    if isinstance(value, np.ndarray) and type(value) is np.ndarray \
+            and value.dtype == np.dtype(dtype) and value.base is None \
+            and not value.flags.writeable:
+        return value
     arr = np.array(value, dtype=dtype, copy=True)
     arr.setflags(write=False)
     return arr
