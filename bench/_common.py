@@ -3,7 +3,12 @@ puts this folder on ``sys.path``)."""
 
 from __future__ import annotations
 
+import json
 import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
 
 
 def load_average() -> list[float] | None:
@@ -12,3 +17,20 @@ def load_average() -> list[float] | None:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:  # pragma: no cover - not on every platform
         return None
+
+
+def machine() -> dict[str, Any]:
+    """What the timings were taken on: Python, torch, its threads, CPUs, platform."""
+    import torch
+
+    return {"python": sys.version.split()[0], "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+            "platform": platform.platform()}
+
+
+def finish(result: dict[str, Any], path: Path | None) -> None:
+    """Print ``result`` without its ``best_run`` detail and write it whole to ``path``."""
+    print(json.dumps({k: v for k, v in result.items() if k != "best_run"}, indent=1))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1) + "\n")

@@ -18,17 +18,14 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
-import os
-import platform
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from _common import load_average
+from _common import finish, load_average, machine
 
 from neurodeploy.attacks import run_attack
 
@@ -89,14 +86,9 @@ def main(argv: list[str] | None = None) -> int:
                 "average); cpu_within_goal compares the CPU seconds of all threads, which with "
                 "--threads 1 is the wall time on an idle core",
         "load_before": load_before, "load_after": load_average(),
-        "machine": {"python": sys.version.split()[0], "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-                    "platform": platform.platform()},
+        "machine": machine(),
     }
-    print(json.dumps({k: v for k, v in result.items() if k != "best_run"}, indent=1))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    finish(result, args.json)
     return 0
 
 

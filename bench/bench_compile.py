@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from _common import load_average
+from _common import finish, load_average, machine
 
 from neurodeploy.compile import compile_model
 from neurodeploy.models.checkpoint import save_checkpoint
@@ -71,14 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         "all_seconds": [r["seconds"] for r in runs], "goal_seconds": GOAL_SECONDS,
         "meets_goal": best["seconds"] <= GOAL_SECONDS,
         "load_before": load_before, "load_after": load_average(),
-        "machine": {"python": sys.version.split()[0], "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-                    "platform": platform.platform()},
+        "machine": machine(),
     }
-    print(json.dumps({k: v for k, v in result.items() if k != "best_run"}, indent=1))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    finish(result, args.json)
     return 0
 
 
