@@ -41,6 +41,9 @@ _LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, Type
 
 
 CHECKPOINT_NAME = "model.pt"
+#: The shipped demo checkpoint folder (a BNTT CNN trained on mnist5k; its ANN twin is
+#: ``demo_cnn_ann`` beside it): the default model of ``sam``, ``attack``, ``prune`` and ``demo``.
+DEMO_MODEL = Path(__file__).resolve().parent / "checkpoints" / "demo_cnn"
 
 
 def checkpoint_file(path: str | os.PathLike[str]) -> Path | None:

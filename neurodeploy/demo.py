@@ -40,7 +40,7 @@ FORMAT = "neurodeploy-demo"
 
 def demo_model() -> Path:
     """The shipped demo checkpoint folder."""
-    from .sam import DEMO_MODEL
+    from .models.checkpoint import DEMO_MODEL
 
     return DEMO_MODEL
 

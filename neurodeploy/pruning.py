@@ -787,7 +787,7 @@ def run_pruning(model: str | Path | None = None, *, method: str = "magnitude",
     from .models.data import load_dataset, subset
     from .models.train import evaluate as float_accuracy
     from .outdir import check_out_dir, jsonable, write_dir_atomic
-    from .sam import DEMO_MODEL
+    from .models.checkpoint import DEMO_MODEL
 
     say = log or (lambda message: None)
     method = _choice("method", method, METHODS)

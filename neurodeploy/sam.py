@@ -56,6 +56,7 @@ import numpy as np
 import torch
 
 from .errors import BadInputFileError, NeurodeployError, UnsupportedError
+from .models.checkpoint import DEMO_MODEL
 from .outdir import check_out_dir, jsonable, write_dir_atomic
 
 FORMAT = "neurodeploy-sam"
@@ -749,8 +750,6 @@ def onchip_error(onchip: Any, spikes: Any, gamma: float = DEFAULT_GAMMA,
 # neurodeploy sam: float model, deployed model, Grad-CAMs, files
 # ============================================================================================
 
-#: The shipped demo checkpoint (default model of ``neurodeploy sam``).
-DEMO_MODEL = Path(__file__).resolve().parent.parent / "models" / "checkpoints" / "demo_cnn"
 #: Fixed files of a SAM output folder (plus ``sample_NNN.png`` figures).
 OUTPUT_FILES = ("sam.npz", "sam.json", "report.json", "report.html")
 _FIGURE = re.compile(r"sample_\d{3,}\.png")

@@ -47,7 +47,7 @@ def demo():
     """The shipped demo SNN, its ANN twin and 200 mnist5k test samples in pixel space."""
     from neurodeploy.inference import load_eval_data
     from neurodeploy.models.checkpoint import load_checkpoint
-    from neurodeploy.sam import DEMO_MODEL
+    from neurodeploy.models.checkpoint import DEMO_MODEL
 
     snn, _, _ = load_checkpoint(DEMO_MODEL / "model.pt")
     ann, _, _ = load_checkpoint(DEMO_MODEL.with_name("demo_cnn_ann") / "model.pt")
@@ -261,7 +261,7 @@ def test_demo_clean_accuracy_and_fgsm_drop(demo):
 def test_deployed_accuracy_at_eps0_matches_evaluate(tmp_path):
     from neurodeploy.compile import compile_model
     from neurodeploy.inference import evaluate
-    from neurodeploy.sam import DEMO_MODEL
+    from neurodeploy.models.checkpoint import DEMO_MODEL
 
     folder = tmp_path / "compiled"
     compile_model(DEMO_MODEL, "loihi2", folder, calib="mnist5k", calib_samples=8)
@@ -335,7 +335,7 @@ def test_bad_arguments(tmp_path, kwargs, match):
 
 
 def test_model_without_spiking_layers(tmp_path):
-    from neurodeploy.sam import DEMO_MODEL
+    from neurodeploy.models.checkpoint import DEMO_MODEL
 
     with pytest.raises(UnsupportedError, match="no spiking layers"):
         attacks.run_attack(DEMO_MODEL.with_name("demo_cnn_ann"), out=tmp_path / "o")
