@@ -20,7 +20,7 @@ import importlib
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -110,6 +110,34 @@ def load_lava() -> SimpleNamespace:
     except ImportError as err:
         raise MissingExtraError(f"{_MISSING}; import failed: {err}") from err
     return SimpleNamespace(**mods)
+
+
+def lazy_lava_classes(module: str, names: tuple[str, ...],
+                      define: Callable[[], dict[str, Any]]
+                      ) -> tuple[Callable[[], SimpleNamespace], Callable[[str], Any]]:
+    """``(classes, __getattr__)`` for a module that defines Lava processes and process models
+    only when first used (importing Lava is slow and needs Python 3.10).
+
+    ``classes()`` loads Lava (:func:`load_lava`: a clear error without it), runs ``define()``
+    once, publishes what it returns in ``module``'s globals (Lava looks for process models
+    there) and returns it as a namespace; the module's ``__getattr__`` (PEP 562) calls it for
+    the ``names`` it defines."""
+    made: list[SimpleNamespace] = []
+
+    def classes() -> SimpleNamespace:
+        if not made:
+            load_lava()
+            defined = define()
+            vars(sys.modules[module]).update(defined)
+            made.append(SimpleNamespace(**defined))
+        return made[0]
+
+    def module_getattr(name: str) -> Any:
+        if name in names:
+            return getattr(classes(), name)
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return classes, module_getattr
 
 
 def available() -> bool:

@@ -55,11 +55,11 @@ why there is no ``from __future__ import annotations``: dataclasses then need th
 """
 
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
+from neurodeploy.backends.lava import lazy_lava_classes
 from neurodeploy.errors import InvalidIRError
 from neurodeploy.ir.nodes import GAIN_EXP_MAX, GAIN_MANT_RANGE, VTH_MANT_MAX
 
@@ -67,7 +67,6 @@ from neurodeploy.ir.nodes import GAIN_EXP_MAX, GAIN_MANT_RANGE, VTH_MANT_MAX
 M24 = 1 << 23
 
 _LAZY = ("LIFSoftReset", "CubaBNTT", "PyLIFSoftResetModelFixed", "PyCubaBNTTModelFixed")
-_classes: SimpleNamespace | None = None
 
 
 # ------------------------------------------------------------------------------------------
@@ -271,14 +270,8 @@ def bntt_neuron_step(state: dict, a: np.ndarray | int, t: int,
 # ------------------------------------------------------------------------------------------
 
 
-def _define() -> SimpleNamespace:
-    """Import Lava and define the processes and their fixed_pt models (once)."""
-    global _classes
-    if _classes is not None:
-        return _classes
-    from neurodeploy.backends.lava import load_lava
-
-    load_lava()  # clear error without Lava; safe multiprocessing start method
+def _make_classes() -> dict[str, Any]:
+    """The Lava processes and their fixed_pt models (called once, by ``_define``)."""
     from lava.magma.core.decorator import implements, requires, tag
     from lava.magma.core.model.py.ports import PyOutPort
     from lava.magma.core.model.py.type import LavaPyType
@@ -414,22 +407,12 @@ def _define() -> SimpleNamespace:
                 self.v[s_out] = 0
             self.s_out.send(s_out)
 
-    _classes = SimpleNamespace(
-        LIFSoftReset=LIFSoftReset,
-        CubaBNTT=CubaBNTT,
-        PyLIFSoftResetModelFixed=PyLIFSoftResetModelFixed,
-        PyCubaBNTTModelFixed=PyCubaBNTTModelFixed,
-    )
-    # Lava finds process models among the module's globals: publish the classes there.
-    globals().update(vars(_classes))
-    return _classes
+    return {"LIFSoftReset": LIFSoftReset, "CubaBNTT": CubaBNTT,
+            "PyLIFSoftResetModelFixed": PyLIFSoftResetModelFixed,
+            "PyCubaBNTTModelFixed": PyCubaBNTTModelFixed}
 
 
-def __getattr__(name: str) -> Any:
-    """Create the Lava classes on first access (PEP 562)."""
-    if name in _LAZY:
-        return getattr(_define(), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_define, __getattr__ = lazy_lava_classes(__name__, _LAZY, _make_classes)
 
 
 # ------------------------------------------------------------------------------------------

@@ -27,28 +27,21 @@ modules when it looks for process models (see :mod:`neurodeploy.backends.lava_ne
 import time
 import warnings
 from collections.abc import Iterable, Mapping
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
+from neurodeploy.backends.lava import lazy_lava_classes
 from neurodeploy.errors import NeurodeployError, UnsupportedError
 
 _LAZY = ("SamAccumulatorProcess", "PySamAccumulatorModelFixed")
-_classes = None
 
 #: Largest channel sum the int32 output port carries.
 _INT32_MAX = (1 << 31) - 1
 
 
-def _define() -> SimpleNamespace:
-    """Import Lava and define the process and its fixed_pt model (once)."""
-    global _classes
-    if _classes is not None:
-        return _classes
-    from neurodeploy.backends.lava import load_lava
-
-    load_lava()  # clear error without Lava; safe multiprocessing start method
+def _make_classes() -> dict[str, Any]:
+    """The Lava processes and their fixed_pt models (called once, by ``_define``)."""
     from lava.magma.core.decorator import implements, requires, tag
     from lava.magma.core.model.py.model import PyLoihiProcessModel
     from lava.magma.core.model.py.ports import PyInPort, PyOutPort
@@ -103,18 +96,11 @@ def _define() -> SimpleNamespace:
             value = q - a * s if self.exclusive else q
             self.map_out.send((value * s).sum(axis=-1).astype(np.int32))
 
-    _classes = SimpleNamespace(SamAccumulatorProcess=SamAccumulatorProcess,
-                               PySamAccumulatorModelFixed=PySamAccumulatorModelFixed)
-    # Lava finds process models among the module's globals: publish the classes there.
-    globals().update(vars(_classes))
-    return _classes
+    return {"SamAccumulatorProcess": SamAccumulatorProcess,
+            "PySamAccumulatorModelFixed": PySamAccumulatorModelFixed}
 
 
-def __getattr__(name: str) -> Any:
-    """Create the Lava classes on first access (PEP 562)."""
-    if name in _LAZY:
-        return getattr(_define(), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_define, __getattr__ = lazy_lava_classes(__name__, _LAZY, _make_classes)
 
 
 def sam_process(shape: tuple, *, gamma: float = 0.5, scale: int = 4096,
