@@ -451,23 +451,32 @@ def check_sam_layers(graph: Any, layers: str | Sequence[str]) -> list[str]:
     shapes = graph.shapes
     neurons = list(graph.neurons)
     conv = [n for n in neurons if len(shapes[n]) == 3]
-    if isinstance(layers, str):
-        layers = [s.strip() for s in layers.split(",") if s.strip()]
-    names = list(dict.fromkeys(str(n) for n in layers))
     if not conv:
         raise UnsupportedError(f"the network has no neuron layers of shape (C, H, W) (neuron "
                                f"layers: {', '.join(neurons) or 'none'}); the SAM accumulator "
                                "needs conv layers")
+    return _checked_layers(layers, neurons, conv, shapes, label="SAM ", kind="neuron",
+                           needs="the SAM accumulator")
+
+
+def _checked_layers(layers: str | Sequence[str], known: Sequence[str], conv: Sequence[str],
+                    shapes: Mapping[str, Any], *, label: str, kind: str, needs: str
+                    ) -> list[str]:
+    """``layers`` (names, or one comma-separated string) without repeats, each one of
+    ``known`` and of shape ``(C, H, W)`` (in ``conv``); one-line errors listing ``conv``."""
+    if isinstance(layers, str):
+        layers = [s.strip() for s in layers.split(",") if s.strip()]
+    names = list(dict.fromkeys(str(n) for n in layers))
     if not names:
-        raise NeurodeployError(f"no SAM layers given; conv neuron layers: {', '.join(conv)}")
-    unknown = [n for n in names if n not in neurons]
+        raise NeurodeployError(f"no {label}layers given; conv {kind} layers: {', '.join(conv)}")
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise NeurodeployError(f"unknown SAM layer(s) {', '.join(unknown)}; conv neuron "
+        raise NeurodeployError(f"unknown {label}layer(s) {', '.join(unknown)}; conv {kind} "
                                f"layers: {', '.join(conv)}")
     flat = [f"{n} {tuple(shapes[n])}" for n in names if n not in conv]
     if flat:
-        raise UnsupportedError(f"the SAM accumulator needs conv layers (channels, H, W); not "
-                               f"{', '.join(flat)}", hint=f"conv neuron layers: {', '.join(conv)}")
+        raise UnsupportedError(f"{needs} needs conv layers (channels, H, W); not "
+                               f"{', '.join(flat)}", hint=f"conv {kind} layers: {', '.join(conv)}")
     return names
 
 
@@ -855,20 +864,8 @@ def select_layers(graph: Any, layers: str | Sequence[str] | None) -> list[str]:
                                f"{', '.join(spiking)}); SAM needs (channels, H, W) layers")
     if layers is None:
         return conv
-    if isinstance(layers, str):
-        layers = [s.strip() for s in layers.split(",") if s.strip()]
-    names = list(dict.fromkeys(str(n) for n in layers))
-    if not names:
-        raise NeurodeployError(f"no layers given; conv spiking layers: {', '.join(conv)}")
-    unknown = [n for n in names if n not in spiking]
-    if unknown:
-        raise NeurodeployError(f"unknown layer(s) {', '.join(unknown)}; conv spiking layers: "
-                               f"{', '.join(conv)}")
-    flat = [f"{n} {tuple(shapes[n])}" for n in names if n not in conv]
-    if flat:
-        raise UnsupportedError(f"SAM needs conv layers (channels, H, W); not {', '.join(flat)}",
-                               hint=f"conv spiking layers: {', '.join(conv)}")
-    return names
+    return _checked_layers(layers, spiking, conv, shapes, label="", kind="spiking",
+                           needs="SAM")
 
 
 def _module_paths(net: Any) -> dict[str, str]:
