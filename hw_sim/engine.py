@@ -13,8 +13,10 @@ delivers one step late.
 Speed: synaptic sums run as float32 matmuls/convolutions when a static bound proves every partial
 sum is an integer below 2**24 (float32 represents those exactly, whatever the summation order),
 else in float64 (exact below 2**53; the bound is checked and the run refused beyond it). Neuron
-state is int64; int32 overflow emulation is only switched on for layers whose bound says the
-synaptic input can reach it.
+state holds exact integers too: float32 where static bounds on |u| and |v| prove every product
+and sum of the update exact in it (:func:`_float_state_dtype`), else float64; int64 with Lava's
+int32 overflow emulated only for layers whose bound says the synaptic input can reach it. Terms
+known to be zero are skipped, and u is not stored when nothing reads it.
 """
 
 from __future__ import annotations
@@ -70,6 +72,31 @@ def _wrap24(x: torch.Tensor) -> torch.Tensor:
     return ((x + M24) & 0xFFFFFF) - M24
 
 
+def _odd_part(m: int) -> int:
+    """``m`` with its factors of two removed (0 for 0)."""
+    while m and not m & 1:
+        m >>= 1
+    return m
+
+
+def _float_state_dtype(node: QCubaLIF, u_bound: float, v_bound: float, special: bool
+                       ) -> torch.dtype:
+    """float32 when the static bounds prove every value of the float update exact in it, else
+    float64 (exact below 2**53).
+
+    The update holds integers only: ``trunc(u·m/4096)`` with ``m <= 4096`` is exact in
+    float32 when ``|u|·odd(m) < 2**24`` (``odd(m)``: m without its factors of two; the product
+    then has at most 24 significant bits), and every sum of u, v, 64·a and the bias stays
+    below ``max(u_bound, v_bound) < 2**24`` (u_bound and v_bound bound |u| and |v| at every step,
+    partial sums included). ``special`` (the wrap of u or the saturation of v can trigger, or a
+    per-step schedule) keeps float64."""
+    mu, mv = 4096 - node.current_decay, 4096 - node.voltage_decay
+    exact = (not special and max(u_bound, v_bound, int(node.threshold) << 6) < FLOAT32_EXACT
+             and u_bound * _odd_part(mu) < FLOAT32_EXACT
+             and v_bound * _odd_part(mv) < FLOAT32_EXACT)
+    return torch.float32 if exact else torch.float64
+
+
 def _fshift(x: torch.Tensor, exp: int) -> torch.Tensor:
     """``_shift`` on exact-integer floats: a multiply by a power of two (exact) and a floor."""
     if exp > 0:
@@ -113,6 +140,8 @@ class _Synapse:
     delay_w: list[tuple[int, torch.Tensor]] = field(default_factory=list)
 
     def cast_weights(self) -> None:
+        if self.w is not None and self.w.dtype == self.dtype:
+            return  # cast for an earlier run already
         self.w = None if self.weight is None else self.weight.to(self.dtype)
         self.rec_w = None if self.rec_weight is None else self.rec_weight.to(self.dtype)
         self.delay_w = [(k, wk.to(self.dtype)) for k, wk in self.delay_slots]
@@ -128,6 +157,10 @@ class StepObserver(Protocol):
     update, ``a`` the synaptic input it integrated this step (a tensor, or the int 0 when no
     synapse delivered anything; for a ``QCubaBNTT`` layer the input after its gain).
     Tensors are the engine's own: read, never modify them.
+
+    Optional ``reads_u(name) -> bool``: False when the observer never reads ``u`` of layer
+    ``name``; the engine then need not store u (where ``current_decay`` is 4096, u is just
+    ``64·a``) and may pass ``u=None``. Observers without the method get u always.
     """
 
     def input_step(self, name: str, t: int, events: torch.Tensor) -> None: ...
@@ -334,7 +367,6 @@ class Engine:
             if isinstance(node, QCubaBNTT):
                 sched, a_bound, emulate32 = self._bntt_schedule(node, shape, self.depth[name],
                                                                 a_bound)
-            state_dtype = torch.int64 if emulate32 else torch.float64
             # Static bounds decide whether the wrap of u and the saturation of v can trigger.
             if node.current_decay == 0:
                 u_bound = float("inf") if a_bound else 0.0
@@ -349,9 +381,12 @@ class Engine:
                 v_bound = float("inf") if (u_max or b_max) else 0.0
             else:
                 v_bound = (u_max + b_max) * 4096 / node.voltage_decay
+            state_dtype = torch.int64 if emulate32 else _float_state_dtype(
+                node, u_bound, v_bound, wrap_u or v_bound >= M24 - 1 or sched is not None)
+            zeros = torch.zeros((batch, *shape), dtype=state_dtype, device=dev)
             neurons[name] = dict(
-                u=torch.zeros((batch, *shape), dtype=state_dtype, device=dev),
-                v=torch.zeros((batch, *shape), dtype=state_dtype, device=dev),
+                u=zeros,  # shared: state tensors are never modified in place
+                v=zeros,
                 mu=4096 - node.current_decay,
                 mv=4096 - node.voltage_decay,
                 vth=int(node.threshold) << 6,
@@ -361,7 +396,12 @@ class Engine:
                 clamp_v=v_bound >= M24 - 1,
                 reset_phase=k,
                 subtract=node.reset == "subtract",
-                zeros=torch.zeros((batch, *shape), dtype=state_dtype, device=dev),
+                zeros=zeros,
+                # u is stored only when something reads it (see _neuron_step)
+                keep_u=(node.current_decay != 4096 or wrap_u or "u" in rec.get(name, ())
+                        or (observer is not None
+                            and getattr(observer, "reads_u", lambda n: True)(name))),
+                bias_zero=sched is None and not bool(eff_bias.any()),
                 sched=sched,
             )
             if sched is not None:  # schedule tables in the state's dtype
@@ -380,7 +420,7 @@ class Engine:
         traces: dict[str, list[torch.Tensor]] = {
             f"{n}.{q}": [] for n, qs in rec.items() for q in ("u", "v", "s") if q in qs
         }
-        counts = {n: torch.zeros(batch, dtype=torch.float64, device=dev) for n in neurons}
+        counts: dict[str, list[torch.Tensor]] = {n: [] for n in neurons}  # per step, (B,)
         x_dev = torch.as_tensor(x, device=dev)
 
         for t in range(steps):
@@ -397,13 +437,11 @@ class Engine:
                     values[name] = buffers[name]
                 elif isinstance(node, QCubaLIF):
                     a: torch.Tensor | int = 0
-                    for p in preds:
-                        val = values[p]
-                        if val is None:
+                    for val in [values[p] for p in preds] + [
+                            rec_buffers[src] for src in self.rec_sources.get(name, ())]:
+                        if val is None or (not torch.is_tensor(val) and val == 0):
                             continue
-                        a = a + val
-                    for src in self.rec_sources.get(name, ()):
-                        a = a + rec_buffers[src]
+                        a = val if (not torch.is_tensor(a) and a == 0) else a + val
                     st = neurons[name]
                     if reset_interval is not None and tau % reset_interval == st["reset_phase"]:
                         st["u"] = torch.zeros_like(st["u"])
@@ -414,8 +452,9 @@ class Engine:
                     s_out = step(st, a)
                     values[name] = s_out
                     if observer is not None:
-                        observer.neuron_step(name, t, s_out, st["u"], st["v"], a)
-                    counts[name] += s_out.reshape(batch, -1).sum(dim=1)  # exact: < 2**24
+                        observer.neuron_step(name, t, s_out,
+                                             st["u"] if st["keep_u"] else None, st["v"], a)
+                    counts[name].append(s_out.reshape(batch, -1).sum(dim=1))  # exact: < 2**24
                     qs = rec.get(name, ())
                     if "u" in qs:  # state tensors are never modified in place: no copies
                         traces[f"{name}.u"].append(st["u"])
@@ -434,7 +473,11 @@ class Engine:
                 elif isinstance(node, Add):
                     total: torch.Tensor | int = 0
                     for p in preds:
-                        total = total + (values[p] if values[p] is not None else 0)
+                        val = values[p]
+                        if val is None or (not torch.is_tensor(val) and val == 0):
+                            continue
+                        total = val if (not torch.is_tensor(total) and total == 0) \
+                            else total + val
                     values[name] = total
             # Synapses consume this step's events and buffer the current for the next step.
             for name, syn in self.synapses.items():
@@ -462,7 +505,9 @@ class Engine:
             samples=batch,
             layers=list(g.neurons),
             traces=out_traces,
-            spike_counts={n: c.cpu().numpy().astype(np.int64) for n, c in counts.items()},
+            spike_counts={n: (torch.stack(c).to(torch.int64).sum(dim=0).cpu().numpy() if c
+                              else np.zeros(batch, dtype=np.int64))
+                          for n, c in counts.items()},
             sim_time_s=sim_time,
         )
 
@@ -547,34 +592,62 @@ class Engine:
 
     @staticmethod
     def _neuron_step(st: dict, a) -> torch.Tensor:
-        """CUBA-LIF update in float64, exact: every value is an integer below 2**53, decays are
-        a multiply by m/4096 (exact) and a truncation (Lava's round toward zero)."""
+        """CUBA-LIF update in float32 or float64 (see :func:`_float_state_dtype`), exact: every
+        value is an integer the dtype represents, decays are a multiply by m/4096 (exact) and a
+        truncation (Lava's round toward zero).
+
+        Terms that are known to be zero are not added, and when ``current_decay`` is 4096 and
+        nothing reads u (``keep_u`` False: no wrap, no recording, no observer) the new u,
+        ``64·a``, is added into v directly instead of being stored."""
         u, v = st["u"], st["v"]
         mu, mv = st["mu"], st["mv"]
-        if torch.is_tensor(a):
-            if mu == 0:
-                x = a.to(torch.float64).mul_(64)
-            elif mu == 4096:
-                x = torch.add(u, a, alpha=64)
-            else:
-                x = (u * (mu / 4096)).trunc_().add_(a, alpha=64)
-        else:
-            if mu == 0:
-                x = st["zeros"]  # shared: state tensors are never modified in place
-            elif mu == 4096:
-                x = u
-            else:
-                x = (u * (mu / 4096)).trunc_()
-            if a:
-                x = x + float(a) * 64
-        if st["wrap_u"]:  # Lava's single conditional wrap into (-2**23, 2**23]
-            x = torch.where(x > M24, x - 2 * M24, torch.where(x <= -M24, x + 2 * M24, x))
         if mv == 0:
-            y = x + st["bias"]
+            y, own = None, False  # v's decayed part is 0
         elif mv == 4096:
-            y = v + x + st["bias"]
+            y, own = v, False  # state tensors are never modified in place
         else:
-            y = (v * (mv / 4096)).trunc_().add_(x).add_(st["bias"])
+            y, own = (v * (mv / 4096)).trunc_(), True
+
+        def plus(y, own, term, alpha=1):
+            if y is None:  # a new tensor of the state's shape and dtype
+                return torch.add(st["zeros"], term, alpha=alpha), True
+            if own:
+                return y.add_(term, alpha=alpha), True
+            return torch.add(y, term, alpha=alpha), True
+
+        x = None  # the new u, when stored
+        if mu == 0 and not st["keep_u"]:
+            if torch.is_tensor(a):
+                y, own = plus(y, own, a, 64)
+            elif a:
+                y, own = plus(y, own, st["zeros"] + float(a) * 64)
+        else:
+            if torch.is_tensor(a):
+                if mu == 0:
+                    x = a.to(v.dtype) * 64
+                elif mu == 4096:
+                    x = torch.add(u, a, alpha=64)
+                else:
+                    x = (u * (mu / 4096)).trunc_().add_(a, alpha=64)
+            else:
+                if mu == 0:
+                    x = st["zeros"]  # shared: state tensors are never modified in place
+                elif mu == 4096:
+                    x = u
+                else:
+                    x = (u * (mu / 4096)).trunc_()
+                if a:
+                    x = x + float(a) * 64
+            if st["wrap_u"]:  # Lava's single conditional wrap into (-2**23, 2**23]
+                x = torch.where(x > M24, x - 2 * M24, torch.where(x <= -M24, x + 2 * M24, x))
+            if x is not st["zeros"]:
+                y, own = plus(y, own, x)
+        if not st["bias_zero"]:
+            y, own = plus(y, own, st["bias"])
+        if y is None:
+            y = torch.zeros_like(v)
+        elif not own:
+            y = y.clone()
         if st["clamp_v"]:
             y.clamp_(-(M24 - 1), M24 - 1)
         s = y > st["vth"]
@@ -582,7 +655,9 @@ class Engine:
             y.sub_(s.to(y.dtype) * st["vth"])
         else:
             y.masked_fill_(s, 0)
-        st["u"], st["v"] = x, y
+        if x is not None:
+            st["u"] = x
+        st["v"] = y
         return s.to(torch.float32)
 
     @staticmethod

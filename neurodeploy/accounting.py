@@ -838,7 +838,13 @@ class Accountant:
         else:  # broadcast
             buf.view(s.shape).copy_(a)
 
-    def neuron_step(self, name: str, t: int, s: torch.Tensor, u: torch.Tensor,
+    def reads_u(self, name: str) -> bool:
+        """Whether :meth:`neuron_step` reads ``u`` of layer ``name`` (see ``StepObserver``):
+        not where ``u == 64·a`` (``u_is_a``), which it reads from ``a``."""
+        needs = self._needs.get(name)
+        return needs is None or not needs[2]
+
+    def neuron_step(self, name: str, t: int, s: torch.Tensor, u: torch.Tensor | None,
                     v: torch.Tensor, a: torch.Tensor | int) -> None:
         """A neuron layer after its update at step ``t`` (see ``StepObserver``)."""
         row = self._begin(name, t, s)
@@ -861,8 +867,11 @@ class Accountant:
         if u_rests and not torch.is_tensor(a) and not a:  # no input, no current memory: u = 0
             cur.copy_(v.reshape(batch, -1))
         else:
-            if u_is_a and torch.is_tensor(a):  # u = 64·a exactly: read a (often float32)
-                self._copy(tmp, a, s)
+            if u_is_a:  # u = 64·a exactly: read a (often float32)
+                if torch.is_tensor(a):
+                    self._copy(tmp, a, s)
+                else:
+                    tmp.fill_(bool(a))
             else:
                 tmp.copy_(u.reshape(batch, -1))
             out_a.copy_(v.reshape(batch, -1))

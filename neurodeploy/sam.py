@@ -550,10 +550,13 @@ class _Observers:
         for o in self.observers:
             o.input_step(name, t, events)
 
-    def neuron_step(self, name: str, t: int, s: torch.Tensor, u: torch.Tensor,
+    def neuron_step(self, name: str, t: int, s: torch.Tensor, u: torch.Tensor | None,
                     v: torch.Tensor, a: torch.Tensor | int) -> None:
         for o in self.observers:
             o.neuron_step(name, t, s, u, v, a)
+
+    def reads_u(self, name: str) -> bool:
+        return any(getattr(o, "reads_u", lambda n: True)(name) for o in self.observers)
 
 
 class SamAccumulator:
@@ -602,6 +605,10 @@ class SamAccumulator:
 
     def input_step(self, name: str, t: int, events: torch.Tensor) -> None:
         """Input events are not used."""
+
+    def reads_u(self, name: str) -> bool:
+        """u is not used (see ``StepObserver``)."""
+        return False
 
     def neuron_step(self, name: str, t: int, s: torch.Tensor, u: torch.Tensor,
                     v: torch.Tensor, a: torch.Tensor | int) -> None:

@@ -211,3 +211,68 @@ def test_synapse_fed_by_synapse_waits_for_its_first_delivery():
             record=["u"])
     # binary events: the pool sums 4 spikes, the conv multiplies by 2, u = a * 2**6
     assert r.traces["lif.u"][0, 0, 0, 0].tolist() == [0, 0, 8 * 64, 8 * 64]
+
+
+def _trunc_ref(v: np.ndarray, m: int) -> np.ndarray:
+    """Lava's decay in integers: (v * m) / 4096 rounded toward zero."""
+    p = v.astype(np.int64) * m
+    return np.sign(p) * (np.abs(p) >> 12)
+
+
+@pytest.mark.parametrize("m", [3072, 3891, 4095, 2049, 1])
+def test_float32_decay_is_exact_within_the_bound(m):
+    # The engine keeps a layer's state in float32 only when |v| * odd(m) < 2**24 (odd(m): m
+    # without its factors of two). Inside that bound trunc(v * m/4096) in float32 is exact:
+    # checked on both edges of the range and on random values within it.
+    from neurodeploy.hw_sim.engine import FLOAT32_EXACT, _odd_part
+
+    vmax = (FLOAT32_EXACT - 1) // _odd_part(m)
+    vmax = min(vmax, FLOAT32_EXACT - 1)
+    rng = np.random.default_rng(m)
+    v = np.concatenate([np.arange(-vmax, -vmax + 5000), np.arange(vmax - 5000, vmax + 1),
+                        np.arange(-3000, 3000), rng.integers(-vmax, vmax + 1, 200_000)])
+    got = torch.trunc(torch.tensor(v, dtype=torch.float32) * (m / 4096)).to(torch.int64)
+    np.testing.assert_array_equal(got.numpy(), _trunc_ref(v, m))
+
+
+def test_float32_decay_bound_is_needed():
+    # Just beyond the bound float32 rounds the product and the truncation goes wrong: the
+    # engine must not use float32 there (odd(4095) = 4095, bound 4097).
+    v = np.arange(1 << 20, (1 << 20) + 20000)
+    got = torch.trunc(torch.tensor(v, dtype=torch.float32) * (4095 / 4096)).to(torch.int64)
+    assert np.any(got.numpy() != _trunc_ref(v, 4095))
+
+
+class _StateDtypes:
+    """A StepObserver that notes each layer's state dtype."""
+
+    def __init__(self) -> None:
+        self.dtypes: dict[str, torch.dtype] = {}
+
+    def input_step(self, name, t, events) -> None:
+        pass
+
+    def neuron_step(self, name, t, s, u, v, a) -> None:
+        self.dtypes[name] = v.dtype
+
+
+def test_state_dtype_follows_the_bounds():
+    # Same layer, small vs large synaptic input bound: float32 state when every value provably
+    # fits 24 bits, float64 otherwise; both give the integer reference. 100 binary inputs of
+    # weight w: |u| <= 6400 w, |v| <= 4 |u| (voltage decay 1024), odd(3072) = 3, so float32
+    # needs 3 * 25600 w < 2**24: w = 3 passes, w = 255 does not.
+    for weight, want in ((3, torch.float32), (255, torch.float64)):
+        g = Graph.chain([
+            ("input", Input((100,))),
+            ("syn", QDense(np.full((2, 100), weight), sign_mode="excitatory")),
+            ("lif", QCubaLIF(threshold=(1 << 17) - 1, current_decay=4096, voltage_decay=1024)),
+        ])
+        x = np.ones((1, 100, 4), dtype=np.int64)
+        obs = _StateDtypes()
+        r = run(g, x, steps=4, input_mode="spikes", record=["v"], observer=obs)
+        assert obs.dtypes["lif"] == want
+        a = 100 * weight * 64  # u, delivered from step 1 on
+        v = [0, a]
+        for _ in range(2):
+            v.append(int(_trunc_ref(np.array([v[-1]]), 3072)[0]) + a)
+        assert r.traces["lif.v"][0, 0].tolist() == v
