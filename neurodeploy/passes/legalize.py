@@ -7,50 +7,73 @@ Rewrites (each one exact in hw_sim's arithmetic, or refused with an
 * **Pooling.** A ``QSumPool2d`` (``shift(w·Σwindow, e)``) becomes a depthwise ``QConv2d``
   (``groups = C``) whose ``(C, 1, kh, kw)`` kernel holds ``w`` everywhere, same stride, padding
   and exponent: the same sum per output, bit for bit.
-* **Residual ``Add`` and ``Concat``: relay neurons.** In a 2-layer residual block ::
+* **Joins (``Add`` of synapses, ``Concat`` of neuron layers): relay neurons.** Every synapse
+  delays by one step, so a join's inputs that come from layers at different pipeline depths
+  (:func:`~neurodeploy.simulation.pipeline_depths`) arrive skewed in the fixed graph, unlike
+  the float graph, where they arrive in the same step. Legalization removes the skew by a
+  reduction, **relay one layer forward, repeatedly**::
 
-      src ─ synA ─ n1 ─ synB ─┐
-        └───────── synS ──────Add ─ n2
+      src ─ synA ─ n1 ─ synB ─ n2 ─ … ─ D ─ synD ─┐
+        └────────────── synS ─────────────────────Add ─ out
 
-  the skip path has one synapse hop and the main path two, so in the fixed graph (one step of
-  delay per synapse) the skip current reaches ``n2`` one step *earlier* than the main path's,
-  unlike the float graph, where both arrive in the same step. Legalization carries the skip
-  path through **relay** channels appended to ``n1``'s layer::
+  Take the shallowest operand layer ``src`` and the next neuron layer ``n1`` on the main path
+  from ``src`` to the deepest operand layer ``D`` (``n1`` has one input, a synapse ``synA``
+  reading ``src``). Append relay channels for ``src``'s channels to ``n1``: identity rows in
+  ``synA`` (``synA' = [synA ; r·I]``) and neurons with ``n1``'s parameters and bias 0. Every
+  other consumer of ``n1`` reads zeros from the relay channels (zero input channels of a conv,
+  grouped ones expanded first; zero columns at the matching flattened positions of a
+  ``Flatten`` → dense), so it sees exactly what it saw before. The skip synapse ``synS`` (or
+  the ``Concat`` operand) is re-pointed from ``src`` to ``n1``'s relay channels: its weights
+  move to the relay slice, with zeros on ``n1``'s other channels. Repeat until every operand
+  reads ``D``; then
 
-      src ─ synA' ─ n1' ─ synB' ─ n2        synA' = [synA ; r·identity]
-                                            n1'   = [n1 ; relays]   (one QCubaLIF layer)
-                                            synB' = [synB | synS]
+  - an ``Add``'s N >= 2 synapses merge into one (effective weights ``mantissa·2**exp`` summed
+    in one kernel grid and re-encoded as one 8-bit mantissa/exponent pair);
+  - a ``Concat``'s layer ``D`` *is* the concatenation: relays follow ``D``'s own channels when
+    ``D`` is the ``Concat``'s first operand, else they come before them (the convention that
+    :mod:`neurodeploy.verify` and the SAM code use to find a layer's own channels), and the
+    ``Concat``'s consumers read ``D`` with their columns moved to where each channel landed
+    (unchanged when ``D``'s channel order is the ``Concat``'s).
 
-  A relay channel receives ``r > threshold`` from its source neuron's spike through the
-  identity rows of ``synA'`` and nothing else. The layer must have ``current_decay = 4096``
-  (u holds only this step's input) and ``reset = "zero"``; the relays have bias 0. Then a
-  relay's potential is 0 before every step, becomes ``64·r > 64·threshold`` exactly when its
-  source spiked one step earlier, fires and resets to 0: a one-step copy of binary spikes, and
-  every path into ``n2`` now has the same number of synapse hops. ``synB'`` sums both paths in
-  one synapse, which is exact when both synapses' effective weights (mantissa·2**exp) are
-  integers (always for exponents >= 0) and fit one mantissa/exponent pair.
-  A ``Concat(n1, src)`` (DenseNet-style) is rewritten the same way, without ``synS``: ``n1'``
-  *is* the concatenation, in the ``Concat``'s channel order.
+  A 2-layer residual block is the one-hop case. Relay channels are shared: a layer that
+  already relays a channel (for an earlier join) relays it once for every later join. Joins are
+  rewritten in topological order, so nested and overlapping blocks reduce one after the other.
+
+  **Why a relay is exact.** A layer that carries relays must have ``current_decay = 4096`` (u
+  holds only this step's input) and ``reset = "zero"``; relays have bias 0 (unity gain and
+  bias 0 at every step in a ``QCubaBNTT`` layer) and binary output. A relay's potential is 0
+  before every step, becomes ``64·r > 64·threshold`` exactly when its source spiked one step
+  earlier, fires and resets to 0: a one-step copy of binary spikes. ``r`` is the smallest
+  mantissa on the synapse's grid whose shifted value exceeds the threshold (the synapse is
+  re-encoded when its exponent cannot reach one). Merging synapses is exact when their
+  effective weights are integers (always for exponents >= 0) and their sum fits one
+  mantissa/exponent pair.
 
   **What is and is not preserved.** The legalized graph is *not* spike-for-spike equal to the
-  un-legalized fixed graph: they differ exactly in the one-step skew the relays remove. What
-  the relays preserve is the float graph's semantics: the legalized graph's spikes of a layer
-  at depth ``d`` at step ``t + d`` equal the float graph's at step ``t`` (when quantization
-  itself is exact). Relays do not change any node's pipeline depth (the main path was the
-  longest already).
+  un-legalized fixed graph: they differ exactly in the skew the relays remove. What the relays
+  preserve is the float graph's semantics: the legalized graph's spikes of a layer at depth
+  ``d`` at step ``t + d`` equal the float graph's at step ``t`` (when quantization itself is
+  exact). Relays do not change any node's pipeline depth.
 
 ``QCubaBNTT`` layers (per-step gain/bias neurons) pass through like ``QCubaLIF``; relays added to
 one get gain ``2**gain_exp`` (unity) and bias 0 at every step. They are no netx layer:
 ``write_netx`` refuses them, so such a graph is legal for hw_sim and the Lava backend only.
 
-Refused (``UnsupportedError``): graded (multi-bit) spikes into a relay, a relay weight that
-cannot exceed the layer's threshold in the synapse's mantissa range (re-quantize with a lower
-``threshold_mant``), spatial geometry a relay cannot copy through (``synA`` must keep ``H, W``
-and have a tap at offset 0; ``synS`` must fit in ``synB``'s kernel grid), skips across more than
-two synapse hops, joins of layers at equal depth, and anything else netx cannot hold.
+Refused (``UnsupportedError``, one line naming the join and the layers): graded (multi-bit)
+spikes into a relay; a relay weight that cannot exceed the layer's threshold in the synapse's
+mantissa range (re-quantize with a lower ``threshold_mant``); ``current_decay != 4096``,
+``reset != "zero"`` or graded output in a layer that must carry relays; negative exponents
+that make merging inexact; geometry a relay cannot copy through (a stride other than 1, padding
+other than 'same', a ``Flatten`` or any other change of the map size on the main path, or skip
+kernels that do not fit the main kernel grid); joins whose operands come from *parallel* layers
+at the same depth (two layers fed from the same source, e.g. a ResNet projection shortcut with
+its own neuron layer: they would have to be fused into one layer); and anything else netx
+cannot hold. All joins are checked: the error lists every join that cannot be legalized.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -170,7 +193,7 @@ def pool_to_conv(node: QSumPool2d, channels: int) -> QConv2d:
 
 
 # ============================================================================================
-# Relays
+# Channel columns of synapses
 # ============================================================================================
 
 
@@ -187,6 +210,41 @@ def _dense_conv(node: QConv2d) -> np.ndarray:
         g = o // opg
         full[o, g * per:(g + 1) * per] = w[o]
     return full
+
+
+def _cols(node: Node, in_shape: tuple[int, ...], weight: np.ndarray | None = None
+          ) -> np.ndarray:
+    """A synapse's weights (or ``weight`` in its layout) with the input channel on axis 1:
+    ``(out, C, kh, kw)`` for a conv (groups expanded), ``(out, C, H·W)`` for a dense reading a
+    ``(C, H, W)`` layer (PyTorch flatten order) and ``(out, N, 1)`` for one reading ``(N,)``."""
+    w = np.asarray(node.weight if weight is None else weight, dtype=np.int64)
+    if isinstance(node, QConv2d):
+        return _dense_conv(node.replace(weight=w))
+    return w.reshape(w.shape[0], in_shape[0], -1)
+
+
+def _from_cols(node: Node, cols: np.ndarray, **changes) -> Node:
+    """``node`` with the columns ``cols`` (layout of :func:`_cols`) as its weight."""
+    if isinstance(node, QConv2d):
+        return node.replace(weight=cols, groups=1, **changes)
+    return node.replace(weight=cols.reshape(cols.shape[0], -1), **changes)
+
+
+def _move_cols(node: Node, in_shape: tuple[int, ...], src: list[int] | np.ndarray,
+               dst: list[int] | np.ndarray, channels: int) -> Node:
+    """``node`` reading a layer of ``channels`` channels instead of one of ``in_shape``: input
+    channel ``src[k]`` moves to ``dst[k]``; every other input channel gets zero weights (and a
+    zero delay)."""
+    w = _cols(node, in_shape)
+    new = np.zeros((w.shape[0], channels, *w.shape[2:]), dtype=np.int64)
+    new[:, dst] = w[:, src]
+    changes = {}
+    if isinstance(node, QDense) and node.delay is not None:
+        d = _cols(node, in_shape, node.delay)
+        nd = np.zeros_like(new)
+        nd[:, dst] = d[:, src]
+        changes["delay"] = nd.reshape(nd.shape[0], -1)
+    return _from_cols(node, new, **changes)
 
 
 def _identity_tap(node: QConv2d, label: str) -> tuple[int, int]:
@@ -208,8 +266,8 @@ def _embed(skip: QConv2d, eff: np.ndarray, main: QConv2d, cin: int, label: str) 
     """``skip``'s effective kernel ``eff`` placed in ``main``'s kernel grid:
     ``(out, cin, kh, kw)``."""
     if skip.stride != main.stride:
-        raise UnsupportedError(f"{label}: skip stride {skip.stride} != main stride "
-                               f"{main.stride}; the two synapses cannot be merged")
+        raise UnsupportedError(f"{label}: stride {skip.stride} != stride {main.stride} of "
+                               "the other synapse; the two synapses cannot be merged")
     w = _dense_conv(skip.replace(weight=eff))
     kb = main.weight.shape[2:]
     out = np.zeros((w.shape[0], cin, *kb), dtype=np.int64)
@@ -220,30 +278,52 @@ def _embed(skip: QConv2d, eff: np.ndarray, main: QConv2d, cin: int, label: str) 
         i = num // main.dilation[ax]
         if np.any(num % main.dilation[ax]) or i.min() < 0 or i.max() >= kb[ax]:
             raise UnsupportedError(
-                f"{label}: the skip kernel (padding {skip.padding}, dilation {skip.dilation}) "
-                f"does not fit the main kernel grid {tuple(kb)} (padding {main.padding}, "
-                f"dilation {main.dilation}); the synapses cannot be merged")
+                f"{label}: the kernel (padding {skip.padding}, dilation {skip.dilation}) "
+                f"does not fit the kernel grid {tuple(kb)} (padding {main.padding}, "
+                f"dilation {main.dilation}) of the other synapse; they cannot be merged")
         idx.append(i)
     out[:, :, idx[0][:, None], idx[1][None, :]] = w
     return out
 
 
-def _relay_synapse(syn: Node, src_channels: int, order: str, n1: QCubaLIF, n1_name: str,
-                   label: str) -> Node:
-    """``syn`` with identity relay rows appended (``order="after"``) or prepended."""
+# ============================================================================================
+# Relays
+# ============================================================================================
+
+
+def _relay_synapse(syn: Node, in_shape: tuple[int, ...], rows: np.ndarray, n_rows: int,
+                   relay_rows: np.ndarray, relay_cols: np.ndarray, relay_all: np.ndarray,
+                   n1: QCubaLIF, n1_name: str, label: str) -> Node:
+    """``syn`` (reading a layer of ``in_shape``) with its output rows moved to ``rows`` of
+    ``n_rows`` and identity relay rows added: row ``relay_rows[k]`` reads input channel
+    ``relay_cols[k]`` with the smallest weight above ``n1``'s threshold. ``relay_all`` marks
+    every relay row (earlier ones too: they keep a weight above the threshold if the synapse
+    is re-encoded)."""
     need = n1.threshold + 1
     dense = isinstance(syn, QDense)
+    raw = _cols(syn, in_shape)
+
+    def place(w: np.ndarray) -> np.ndarray:
+        out = np.zeros((n_rows, *w.shape[1:]), dtype=np.int64)
+        out[rows] = w
+        return out
+
+    ident = np.zeros((n_rows, *raw.shape[1:]), dtype=bool)
     if dense:
-        rel = np.eye(src_channels, dtype=np.int64)
-        base = np.asarray(syn.weight, dtype=np.int64)
+        ident[relay_rows, relay_cols, 0] = True
     else:
         i0, j0 = _identity_tap(syn, label)
-        base = _dense_conv(syn)
-        rel = np.zeros((src_channels, base.shape[1], *base.shape[2:]), dtype=np.int64)
-        rel[np.arange(src_channels), np.arange(src_channels), i0, j0] = 1
-    rows = [base, rel] if order == "after" else [rel, base]
-    mask = [np.zeros(base.shape, bool), rel.astype(bool)]
-    mask = mask if order == "after" else mask[::-1]
+        ident[relay_rows, relay_cols, i0, j0] = True
+    base = place(raw)
+    all_rows = relay_all.reshape(-1, *([1] * (base.ndim - 1)))
+    mask = ident | (all_rows & (base != 0))
+    extra = {}
+    if dense and syn.delay is not None:
+        extra["delay"] = place(_cols(syn, in_shape, syn.delay)).reshape(n_rows, -1)
+    if dense and syn.weight_rec is not None:
+        rec = np.zeros((n_rows, n_rows), dtype=np.int64)
+        rec[np.ix_(rows, rows)] = syn.weight_rec
+        extra["weight_rec"] = rec
     # 1) keep the synapse's own encoding; the relay mantissa uses its exponent and grid
     sign = syn.sign_mode
     if not (dense and sign == "inhibitory"):  # an inhibitory Dense has no positive weights
@@ -252,186 +332,549 @@ def _relay_synapse(syn: Node, src_channels: int, order: str, n1: QCubaLIF, n1_na
         r = -(-need // (1 << e)) if e >= 0 else need << -e
         r = -(-r // step) * step
         if r <= hi and _shift_ok(r, e, need):
-            weight = np.concatenate(rows, axis=0)
-            weight = np.where(np.concatenate(mask, axis=0), r, weight)
-            extra = {} if dense else {"groups": 1}
-            return syn.replace(weight=weight, **extra)
+            return _from_cols(syn, np.where(mask, r, base), **extra)
     # 2) re-encode the effective weights with a relay value that fits
     eff = _effective(syn)
-    if eff is not None:
-        eff = eff if dense else _dense_conv(syn.replace(weight=eff))
-        full = np.concatenate([eff, rel] if order == "after" else [rel, eff], axis=0)
-        enc = _encode(full, dense, np.concatenate(mask, axis=0), need)
+    if eff is not None and "weight_rec" not in extra:
+        full = np.where(ident, 1, place(_cols(syn, in_shape, eff)))
+        enc = _encode(full, dense, mask, need)
         if enc is not None:
             m, e, sign = enc
-            extra = {} if dense else {"groups": 1}
-            return syn.replace(weight=m, weight_exp=e, num_weight_bits=8, sign_mode=sign,
-                               **extra)
+            return _from_cols(syn, m, weight_exp=e, num_weight_bits=8, sign_mode=sign, **extra)
     raise UnsupportedError(
         f"{label}: relay neurons need a weight above the threshold {n1.threshold} of layer "
         f"{n1_name} with weight_exp={syn.weight_exp}, which an 8-bit mantissa cannot reach "
         "exactly; re-quantize with a lower threshold_mant (e.g. 128)")
 
 
-def _merge_synapses(main: Node, skip: Node, n1_channels: int, src_channels: int, order: str,
-                    label: str) -> Node:
-    """One synapse reading ``[n1 ; relays]`` (or ``[relays ; n1]``) equal to main + skip."""
-    if type(main) is not type(skip):
-        raise UnsupportedError(f"{label}: main synapse {main.type_name} and skip synapse "
-                               f"{skip.type_name} differ in kind; they cannot be merged")
-    eff_m, eff_s = _effective(main), _effective(skip)
-    if eff_m is None or eff_s is None:
-        raise UnsupportedError(
-            f"{label}: a negative weight exponent floors each synapse's sum separately, so "
-            "main and skip synapses cannot be merged exactly; quantize with lava_compatible=True "
-            "or weights whose mantissas are multiples of 2**-exp")
-    dense = isinstance(main, QDense)
-    if dense:
-        parts = [eff_m, eff_s]
-    else:
-        parts = [_dense_conv(main.replace(weight=eff_m)),
-                 _embed(skip, eff_s, main, src_channels, label)]
-    full = np.concatenate(parts if order == "after" else parts[::-1], axis=1)
-    enc = _encode(full, dense, None, 0)
-    if enc is None:
-        raise UnsupportedError(f"{label}: the merged main and skip weights span "
-                               f"[{full.min()}, {full.max()}], which no 8-bit mantissa and "
-                               "exponent represent exactly")
-    m, e, sign = enc
-    extra = {} if dense else {"groups": 1}
-    return main.replace(weight=m, weight_exp=e, num_weight_bits=8, sign_mode=sign, **extra)
-
-
-def _relay_layer(n1: QCubaLIF, n1_shape: tuple[int, ...], src_channels: int, order: str,
-                 label: str) -> QCubaLIF:
+def _carrier_problems(node: Node) -> list[str]:
+    """Why relay channels cannot share ``node``'s neuron parameters (empty: they can)."""
     problems = []
-    if n1.current_decay != DECAY_UNITY:
-        problems.append(f"current_decay={n1.current_decay} (relays need 4096: u must hold only "
-                        "this step's input)")
-    if n1.reset != "zero":
-        problems.append(f"reset={n1.reset!r} (relays need 'zero')")
+    if node.current_decay != DECAY_UNITY:
+        problems.append(f"current_decay={node.current_decay} (relays need 4096: u must hold "
+                        "only this step's input)")
+    if node.reset != "zero":
+        problems.append(f"reset={node.reset!r} (relays need 'zero'; quantize with "
+                        "allow_hard_reset=True, compile --hard-reset)")
+    if node.num_message_bits:
+        problems.append(f"num_message_bits={node.num_message_bits} (relays send binary "
+                        "spikes)")
+    return problems
+
+
+def _carrier_message(layers: list[str], reason: str) -> str:
+    one = len(layers) == 1
+    return (f"relay channels in {', '.join(layers)} would share the neuron parameters of "
+            f"{'this layer, which has' if one else 'these layers, which have'} {reason}")
+
+
+def _relay_layer(n1: QCubaLIF, shape: tuple[int, ...], rows: np.ndarray, n_rows: int,
+                 name: str) -> QCubaLIF:
+    """``n1`` (of ``shape``) with its channels moved to ``rows`` of ``n_rows`` channels and
+    relay neurons (bias 0) in the others."""
+    problems = _carrier_problems(n1)
     if problems:
-        raise UnsupportedError(f"{label}: relay channels would share the neuron parameters of "
-                               f"this layer, which has {' and '.join(problems)}")
+        raise UnsupportedError(_carrier_message([name], " and ".join(problems)))
     if isinstance(n1, QCubaBNTT):
-        return _relay_schedule(n1, src_channels, order, label)
-    rest = n1_shape[1:]
-    bias = np.broadcast_to(np.asarray(n1.bias, dtype=np.int64), n1_shape)
-    zeros = np.zeros((src_channels, *rest), dtype=np.int64)
-    full = np.concatenate([bias, zeros] if order == "after" else [zeros, bias], axis=0)
+        return _relay_schedule(n1, rows, n_rows, name)
+    bias = np.broadcast_to(np.asarray(n1.bias, dtype=np.int64), shape)
+    full = np.zeros((n_rows, *shape[1:]), dtype=np.int64)
+    full[rows] = bias
     if not np.any(full):
         full = np.zeros((), dtype=np.int64)
     return n1.replace(bias=full)
 
 
-def _relay_schedule(n1: QCubaBNTT, src_channels: int, order: str, label: str) -> QCubaBNTT:
+def _relay_schedule(n1: QCubaBNTT, rows: np.ndarray, n_rows: int, name: str) -> QCubaBNTT:
     """A QCubaBNTT layer with relay channels: unity gain ``2**gain_exp`` (``a' = a`` exactly)
     and bias 0 at every step."""
     unity = 1 << n1.gain_exp
     if unity > GAIN_MANT_RANGE[1]:
-        raise UnsupportedError(f"{label}: relay channels need the unity gain 2**gain_exp, which "
+        raise UnsupportedError(f"{name}: relay channels need the unity gain 2**gain_exp, which "
                                f"gain_exp={n1.gain_exp} puts outside the 16-bit gain mantissa; "
                                "re-quantize with gain_exp <= 14")
-    steps = n1.timesteps
-    gain = np.full((steps, src_channels), unity, dtype=np.int64)
-    bias = np.zeros((steps, src_channels), dtype=np.int64)
-    gains = [n1.gain, gain] if order == "after" else [gain, n1.gain]
-    biases = [n1.bias, bias] if order == "after" else [bias, n1.bias]
-    return n1.replace(gain=np.concatenate(gains, axis=1), bias=np.concatenate(biases, axis=1))
+    gain = np.full((n1.timesteps, n_rows), unity, dtype=np.int64)
+    bias = np.zeros((n1.timesteps, n_rows), dtype=np.int64)
+    gain[:, rows] = n1.gain
+    bias[:, rows] = n1.bias
+    return n1.replace(gain=gain, bias=bias)
 
 
-def _only(items: list[str]) -> str | None:
-    return items[0] if len(items) == 1 else None
+# ============================================================================================
+# Joins
+# ============================================================================================
+
+#: A channel's origin: (layer, channel) of the spikes it carries (its own, or relayed).
+Origin = tuple[str, int]
 
 
-def _find_block(graph: Graph, join: str) -> tuple[str, str, str, str | None, str | None, str]:
-    """For a join (Add or Concat), ``(src, synA, n1, synB, synS, order)``: ``order`` is
-    ``"after"`` when the relays follow n1's channels."""
-    node = graph.nodes[join]
-    label = f"{join} ({node.type_name})"
-    preds = graph.predecessors(join)
-    if len(preds) != 2:
-        raise UnsupportedError(f"{label}: joins {len(preds)} inputs; legalization handles two "
-                               "(a residual block or a skip concatenation)")
-    nodes = graph.nodes
-    if isinstance(node, Add):
-        # each operand is a synapse; the main one reads a neuron n1 fed by synA from src
-        cands = []
-        for k, p in enumerate(preds):
-            q = preds[1 - k]
-            if not isinstance(nodes[p], _SYN) or not isinstance(nodes[q], _SYN):
-                raise UnsupportedError(f"{label}: adds {p} and {q}; both must be QDense/QConv2d "
-                                       "synapses (pooling into an Add is not supported)")
-            n1 = graph.predecessors(p)[0]
-            src = graph.predecessors(q)[0]
-            if isinstance(nodes[n1], QCubaLIF):
-                syn_a = _only(graph.predecessors(n1))
-                if syn_a and isinstance(nodes[syn_a], _SYN) and \
-                        graph.predecessors(syn_a)[0] == src:
-                    cands.append((src, syn_a, n1, p, q, "after"))
-        if not cands:
-            raise UnsupportedError(
-                f"{label}: not a 2-layer residual block (src → synapse → neuron → synapse, plus "
-                "src → synapse, into the Add); skips over more or fewer layers need relays "
-                "through several layers, which legalization does not build yet")
-        return cands[0]
-    # Concat of a neuron layer n1 and the source src it is computed from
-    for k, n1 in enumerate(preds):
-        src = preds[1 - k]
-        if not isinstance(nodes[n1], QCubaLIF):
-            continue
-        syn_a = _only(graph.predecessors(n1))
-        if syn_a and isinstance(nodes[syn_a], _SYN) and graph.predecessors(syn_a)[0] == src:
-            return src, syn_a, n1, None, None, "after" if k == 0 else "before"
-    raise UnsupportedError(
-        f"{label}: concatenates {preds[0]} and {preds[1]}, which are not a neuron layer and the "
-        "source one synapse before it; only such skip concatenations can be relayed")
+@dataclass
+class _State:
+    """The graph being legalized, mutable: nodes, ordered edges, and per spike source (input
+    or neuron layer) the origin of each of its channels."""
+
+    nodes: dict[str, Node]
+    edges: list[tuple[str, str]]
+    base: dict[str, tuple[int, ...]]  # shapes before any relay
+    depth: dict[str, int]
+    before: frozenset[str]  # layers whose relays go before their own channels
+    layout: dict[str, list[Origin]] = field(default_factory=dict)
+    #: views of Concat operands that stand for an earlier Concat: (concat, layer) -> origins
+    alias: dict[tuple[str, str], list[Origin]] = field(default_factory=dict)
+
+    def preds(self, name: str) -> list[str]:
+        return [a for a, b in self.edges if b == name]
+
+    def succs(self, name: str) -> list[str]:
+        return [b for a, b in self.edges if a == name]
+
+    def own(self, layer: str) -> list[Origin]:
+        return [(layer, c) for c in range(self.base[layer][0])]
+
+    def lay(self, layer: str) -> list[Origin]:
+        if layer not in self.layout:
+            self.layout[layer] = self.own(layer)
+        return self.layout[layer]
+
+    def shape(self, layer: str) -> tuple[int, ...]:
+        return (len(self.lay(layer)), *self.base[layer][1:])
+
+    def is_source(self, name: str) -> bool:
+        return isinstance(self.nodes[name], (Input, QCubaLIF))
+
+    def retarget(self, old: tuple[str, str], new: tuple[str, str]) -> None:
+        """Replace edge ``old`` by ``new`` in place (multi-input order is kept)."""
+        self.edges = [new if e == old else e for e in self.edges]
+
+    def copy(self) -> _State:
+        return _State(dict(self.nodes), list(self.edges), self.base, self.depth, self.before,
+                      {k: list(v) for k, v in self.layout.items()}, dict(self.alias))
 
 
-def _rewrite_join(graph: Graph, join: str) -> tuple[Graph, str]:
-    node = graph.nodes[join]
-    label = f"{join} ({node.type_name})"
-    src, syn_a, n1, syn_b, syn_s, order = _find_block(graph, join)
-    shapes = graph.shapes
-    nodes = graph.nodes
-    if (graph.message_bits(src) or 0) > 0:
-        raise UnsupportedError(f"{label}: the skip source {src} sends graded spikes; relay "
-                               "neurons copy binary spikes only")
-    if graph.successors(n1) != [syn_b if syn_b else join] or graph.successors(syn_a) != [n1]:
-        raise UnsupportedError(f"{label}: layer {n1} also feeds other nodes, which would see "
-                               "the relay channels")
-    src_shape, n1_shape = shapes[src], shapes[n1]
-    if len(src_shape) != len(n1_shape) or src_shape[1:] != n1_shape[1:]:
-        raise UnsupportedError(f"{label}: skip source {src} {src_shape} and layer {n1} "
-                               f"{n1_shape} differ in map size; relays cannot be carried in {n1}")
-    c0 = src_shape[0]
-    new_a = _relay_synapse(nodes[syn_a], c0, order, nodes[n1], n1, f"{syn_a} ({label})")
-    new_n1 = _relay_layer(nodes[n1], n1_shape, c0, order, f"{n1} ({label})")
-    new_nodes = dict(nodes)
-    new_nodes[syn_a], new_nodes[n1] = new_a, new_n1
-    edges = list(graph.edges)
-    if syn_b is not None and syn_s is not None:  # Add
-        new_nodes[syn_b] = _merge_synapses(nodes[syn_b], nodes[syn_s], n1_shape[0], c0, order,
-                                           label)
-        del new_nodes[join], new_nodes[syn_s]
-        consumers = graph.successors(join)
-        edges = [(a, b) for a, b in edges if join not in (a, b) and syn_s not in (a, b)]
-        edges += [(syn_b, c) for c in consumers]
-        note = (f"{join}: skip {syn_s} merged into {syn_b}, source {src} relayed through "
-                f"{c0} channels of {n1}")
+@dataclass
+class _Op:
+    """A join operand: the synapse ``name`` of an ``Add`` (reading ``layer``, through
+    ``flat`` if set) or a ``Concat``'s operand ``name``; ``origins`` are the channels of
+    ``layer`` it reads."""
+
+    name: str
+    layer: str
+    origins: list[Origin]
+    flat: str | None = None
+
+
+@dataclass
+class _Plan:
+    ops: list[_Op]
+    deep: str  # the deepest operand layer D
+    main: str | None  # an Add's operand synapse that reads D (the merged synapse's name)
+    chain: dict[int, str]  # depth -> layer on the main path to D
+    hops: dict[int, str]  # depth d -> synapse from chain[d] to chain[d + 1]
+
+
+def _reader(st: _State, syn: str) -> tuple[str, str | None] | None:
+    """(layer, flatten) a synapse reads, or None when it reads no spike source."""
+    preds = st.preds(syn)
+    if len(preds) != 1:
+        return None
+    q, flat = preds[0], None
+    if isinstance(st.nodes[q], Flatten):
+        flat, fp = q, st.preds(q)
+        if len(fp) != 1:
+            return None
+        q = fp[0]
+    return (q, flat) if st.is_source(q) else None
+
+
+def _operands(st: _State, join: str) -> tuple[list[_Op], list[str]]:
+    node = st.nodes[join]
+    ops, problems = [], []
+    for p in st.preds(join):
+        if isinstance(node, Add):
+            src = _reader(st, p) if isinstance(st.nodes[p], _SYN) else None
+            if src is None:
+                problems.append(f"operand {p} ({st.nodes[p].type_name}) is no QDense/QConv2d "
+                                "synapse reading a neuron layer (an Add of spikes or of "
+                                "pooled values cannot be relayed)")
+                continue
+            if st.succs(p) != [join]:
+                others = ", ".join(s for s in st.succs(p) if s != join)
+                problems.append(f"synapse {p} also feeds {others}")
+                continue
+            layer, flat = src
+            w = _cols(st.nodes[p], st.shape(layer))
+            used = np.any(w != 0, axis=tuple(i for i in range(w.ndim) if i != 1))
+            origins = [o for o, u in zip(st.lay(layer), used) if u or o[0] == layer]
+            ops.append(_Op(p, layer, origins, flat))
+        else:
+            if (join, p) in st.alias:
+                ops.append(_Op(p, p, list(st.alias[(join, p)])))
+            elif st.is_source(p):
+                ops.append(_Op(p, p, st.own(p)))
+            else:
+                problems.append(f"operand {p} ({st.nodes[p].type_name}) is no neuron layer")
+    if isinstance(node, Concat) and ops:
+        seen = [o for op in ops for o in op.origins]
+        if len(set(seen)) != len(seen):
+            problems.append("concatenates the same channels twice")
+    return ops, problems
+
+
+def _main_chain(st: _State, deep: str) -> tuple[dict[int, str], dict[int, str],
+                                                 dict[int, str]]:
+    """The main path into ``deep``: layers by depth, the synapse from the layer at depth d to
+    the one at d + 1, and the joins it passes (joins that could not be legalized: the path
+    follows their deepest operand)."""
+    chain, hops, via = {st.depth[deep]: deep}, {}, {}
+    cur = deep
+    while not isinstance(st.nodes[cur], Input):
+        preds = st.preds(cur)
+        if len(preds) != 1:
+            break
+        p = preds[0]
+        join = None
+        if isinstance(st.nodes[p], Add):
+            join = p
+            readers = [(st.depth[r[0]], s) for s in st.preds(p)
+                       if isinstance(st.nodes[s], _SYN) and (r := _reader(st, s))]
+            if not readers:
+                break
+            p = max(readers)[1]
+        if not isinstance(st.nodes[p], _SYN):
+            break
+        preds = st.preds(p)
+        if len(preds) != 1:
+            break
+        q = preds[0]
+        if isinstance(st.nodes[q], Flatten) and len(st.preds(q)) == 1:
+            q = st.preds(q)[0]
+        if not st.is_source(q) or st.depth[q] != st.depth[cur] - 1:
+            break
+        d = st.depth[q]
+        chain[d], hops[d] = q, p
+        if join:
+            via[d] = join
+        cur = q
+    return chain, hops, via
+
+
+def _param_diff(a: QCubaLIF, b: QCubaLIF) -> list[str]:
+    diff = [] if type(a) is type(b) else [f"kind {a.type_name} vs {b.type_name}"]
+    for f in ("threshold", "current_decay", "voltage_decay", "reset", "bias_exp",
+              "num_message_bits"):
+        va, vb = getattr(a, f), getattr(b, f)
+        if va != vb:
+            diff.append(f"{f} {va!r} vs {vb!r}")
+    return diff
+
+
+def _parallel(st: _State, a: str, b: str) -> str:
+    """Why two parallel layers cannot be joined."""
+    na, nb = st.nodes[a], st.nodes[b]
+    diff = (_param_diff(na, nb) if isinstance(na, QCubaLIF) and isinstance(nb, QCubaLIF)
+            else ["one is the input"])
+    if st.base[a][1:] != st.base[b][1:]:
+        diff.append(f"map size {st.base[a][1:]} vs {st.base[b][1:]}")
+    tail = (f"which needs equal neuron parameters and map sizes ({', '.join(diff)})" if diff
+            else "which legalization does not do")
+    return "parallel layers would have to be fused into one layer, " + tail
+
+
+def _hop_problems(st: _State, syn: str, src: str, n1: str, via: str | None) -> list[str]:
+    """Geometry and wiring problems of relaying ``src``'s channels through ``syn`` into ``n1``
+    (``via``: a join between them that could not be legalized)."""
+    node = st.nodes[syn]
+    a, b = st.base[src], st.base[n1]
+    problems = []
+    if via is None and st.succs(syn) != [n1]:
+        problems.append(f"{syn} feeds {', '.join(st.succs(syn))}, not only {n1}")
+    if isinstance(node, QDense):
+        if len(a) != 1:
+            problems.append(f"{syn} reads {src} {a} flattened: the map size changes to {b}, so "
+                            f"relay channels cannot carry {src}'s channels through it")
+    elif node.stride != (1, 1) or a[1:] != b[1:]:
+        problems.append(f"{syn} has stride {node.stride}: the map size changes from {a} to "
+                        f"{b}, so relay channels cannot carry {src}'s spikes through it")
     else:
-        consumers = graph.successors(join)
-        del new_nodes[join]
-        edges = [(a, b) for a, b in edges if join not in (a, b)]
-        edges += [(n1, c) for c in consumers]
-        note = f"{join}: source {src} relayed through {c0} channels of {n1}"
-    # keep edge order of multi-input consumers stable by rebuilding in the original order
-    return Graph(new_nodes, tuple(dict.fromkeys(edges)), graph.metadata).validate(), note
+        try:
+            _identity_tap(node, syn)
+        except UnsupportedError as err:
+            problems.append(str(err))
+    if via is not None and not problems:
+        problems.append(f"{n1} is fed by {via}, which cannot be legalized")
+    return problems
+
+
+def _plan(st: _State, join: str) -> tuple[_Plan | None, list[str]]:
+    """How to relay ``join``'s operands to one layer, or every reason it cannot be done."""
+    ops, problems = _operands(st, join)
+    if problems:
+        return None, problems
+    layers = list(dict.fromkeys(op.layer for op in ops))
+    top = max(st.depth[n] for n in layers)
+    deepest = [n for n in layers if st.depth[n] == top]
+    if len(deepest) > 1:
+        return None, [f"its operands come from {' and '.join(deepest)}, parallel layers at "
+                      f"depth {top}; " + _parallel(st, deepest[0], deepest[1])]
+    deep = deepest[0]
+    chain, hops, via = _main_chain(st, deep)
+    carriers: dict[str, list[str]] = {}  # reason -> layers
+    for src in sorted((n for n in layers if n != deep), key=lambda n: st.depth[n]):
+        d0 = st.depth[src]
+        if chain.get(d0) != src:
+            other = chain.get(d0)
+            problems.append(
+                f"skip source {src} (depth {d0}) is parallel to {other} on the main path to "
+                f"{deep}: " + _parallel(st, src, other) if other else
+                f"skip source {src} (depth {d0}) does not reach {deep} through single-input "
+                "layers")
+            continue
+        if st.nodes[src].num_message_bits:
+            problems.append(f"the skip source {src} sends graded spikes; relay neurons copy "
+                            "binary spikes only")
+        for d in range(d0, top):
+            n1 = chain[d + 1]
+            problems += _hop_problems(st, hops[d], chain[d], n1, via.get(d))
+            reason = " and ".join(_carrier_problems(st.nodes[n1]))
+            if reason and n1 not in carriers.setdefault(reason, []):
+                carriers[reason].append(n1)
+    if not problems:  # neuron parameters matter once the structure can carry relays
+        problems += [_carrier_message(ls, r) for r, ls in carriers.items()]
+    main = None
+    if isinstance(st.nodes[join], Add):
+        main = next(op.name for op in ops if op.layer == deep)
+        syns = [st.nodes[op.name] for op in ops]
+        kinds = sorted({s.type_name for s in syns})
+        if len(kinds) > 1:
+            problems.append(f"its synapses are {' and '.join(kinds)}, which cannot be merged")
+        if any(_effective(s) is None for s in syns):
+            problems.append(
+                "a negative weight exponent floors each synapse's sum separately, so the "
+                "synapses cannot be merged exactly; quantize with lava_compatible=True or "
+                "weights whose mantissas are multiples of 2**-exp")
+        rec = [op.name for op, s in zip(ops, syns) if getattr(s, "weight_rec", None) is not None]
+        if rec:
+            problems.append(f"{', '.join(rec)} hold recurrent weights, which cannot be merged")
+    problems = list(dict.fromkeys(problems))
+    if problems:
+        return None, problems
+    return _Plan(ops, deep, main, chain, hops), []
+
+
+def _widen_consumers(st: _State, layer: str, shape: tuple[int, ...], rows: np.ndarray,
+                     channels: int) -> None:
+    """Every consumer of ``layer`` (of ``shape``, now ``channels`` channels with the old ones
+    at ``rows``) reads zeros from the new channels: it sees what it saw before."""
+    old = np.arange(shape[0])
+    for s in st.succs(layer):
+        node = st.nodes[s]
+        if isinstance(node, _SYN):
+            st.nodes[s] = _move_cols(node, shape, old, rows, channels)
+        elif isinstance(node, Flatten):
+            for t in st.succs(s):
+                if not isinstance(st.nodes[t], QDense):
+                    raise UnsupportedError(f"{t} reads {layer} through {s} and would see the "
+                                           f"relay channels added to {layer}")
+                st.nodes[t] = _move_cols(st.nodes[t], shape, old, rows, channels)
+        elif not isinstance(node, Concat):  # a Concat reads its operands' channels by origin
+            raise UnsupportedError(f"{s} ({node.type_name}) reads {layer} and would see the "
+                                   f"relay channels added to {layer}")
+
+
+def _relay_hop(st: _State, src: str, syn: str, n1: str, origins: list[Origin]) -> int:
+    """Make ``n1`` carry the channels ``origins`` of ``src`` one step after ``src`` (those it
+    carries already are reused). Returns the number of relay channels added."""
+    lay_src, lay_n1 = st.lay(src), st.lay(n1)
+    present = set(lay_n1)
+    new = [o for o in dict.fromkeys(origins) if o not in present]
+    if not new:
+        return 0
+    old = len(lay_n1)
+    if n1 in st.before:
+        layout = new + lay_n1
+        rows, relay_rows = np.arange(len(new), len(new) + old), np.arange(len(new))
+    else:
+        layout = lay_n1 + new
+        rows, relay_rows = np.arange(old), np.arange(old, old + len(new))
+    at = {o: i for i, o in enumerate(lay_src)}
+    relay_cols = np.array([at[o] for o in new])
+    relay_all = np.array([o[0] != n1 for o in layout])
+    shape = st.shape(n1)
+    st.nodes[syn] = _relay_synapse(st.nodes[syn], st.shape(src), rows, len(layout), relay_rows,
+                                   relay_cols, relay_all, st.nodes[n1], n1, syn)
+    st.nodes[n1] = _relay_layer(st.nodes[n1], shape, rows, len(layout), n1)
+    _widen_consumers(st, n1, shape, rows, len(layout))
+    st.layout[n1] = layout
+    return len(new)
+
+
+def _fresh(st: _State, name: str) -> str:
+    k, out = 0, name
+    while out in st.nodes:
+        k += 1
+        out = f"{name}_{k}"
+    return out
+
+
+def _repoint(st: _State, op: _Op, n1: str) -> None:
+    """Re-point an Add operand synapse from ``op.layer`` to the channels of ``n1`` that now
+    carry its origins (zeros on ``n1``'s other channels)."""
+    src = op.layer
+    at_src = {o: i for i, o in enumerate(st.lay(src))}
+    at_n1 = {o: i for i, o in enumerate(st.lay(n1))}
+    st.nodes[op.name] = _move_cols(st.nodes[op.name], st.shape(src),
+                                   [at_src[o] for o in op.origins],
+                                   [at_n1[o] for o in op.origins], len(at_n1))
+    if op.flat is None:
+        st.retarget((src, op.name), (n1, op.name))
+    elif st.succs(op.flat) == [op.name]:
+        st.retarget((src, op.flat), (n1, op.flat))
+    else:  # the Flatten is shared: give the re-pointed synapse its own
+        flat = _fresh(st, f"{op.flat}_{n1}")
+        st.nodes[flat] = Flatten()
+        st.retarget((op.flat, op.name), (flat, op.name))
+        st.edges.append((n1, flat))
+        op.flat = flat
+    op.layer = n1
+
+
+def _merge_synapses(st: _State, parts: list[str], main: str, deep: str
+                    ) -> tuple[Node, str]:
+    """One synapse reading ``deep`` equal to the sum of ``parts`` (all reading ``deep``), in
+    the kernel grid of ``main`` (or of another part when ``main``'s does not hold them all)."""
+    nodes = {p: st.nodes[p] for p in parts}
+    effs = {p: _effective(n) for p, n in nodes.items()}
+    shape = st.shape(deep)
+    dense = isinstance(nodes[main], QDense)
+    if dense:
+        full = sum(_cols(nodes[p], shape, effs[p]).reshape(len(effs[p]), -1) for p in parts)
+        host = main
+    else:
+        first: UnsupportedError | None = None
+        for host in [main, *(p for p in parts if p != main)]:
+            try:
+                full = sum(_dense_conv(nodes[p].replace(weight=effs[p])) if p == host else
+                           _embed(nodes[p], effs[p], nodes[host], shape[0], p) for p in parts)
+                break
+            except UnsupportedError as err:
+                first = first or err
+        else:
+            raise first  # type: ignore[misc]
+    extra = {}
+    if dense and any(n.delay is not None for n in nodes.values()):
+        delay = np.full(full.shape, -1, dtype=np.int64)
+        for p, n in nodes.items():
+            d = np.zeros(full.shape, np.int64) if n.delay is None else np.asarray(n.delay)
+            used = effs[p].reshape(full.shape) != 0
+            if np.any(used & (delay >= 0) & (delay != d)):
+                raise UnsupportedError(f"{p}: its synaptic delays differ from those of another "
+                                       "synapse on the same inputs; they cannot be merged")
+            delay[used] = d[used]
+        extra["delay"] = np.maximum(delay, 0)
+    enc = _encode(full, dense, None, 0)
+    if enc is None:
+        raise UnsupportedError(f"the merged weights of {', '.join(parts)} span "
+                               f"[{full.min()}, {full.max()}], which no 8-bit mantissa and "
+                               "exponent represent exactly")
+    m, e, sign = enc
+    if not dense:
+        extra["groups"] = 1
+    return nodes[host].replace(weight=m, weight_exp=e, num_weight_bits=8, sign_mode=sign,
+                               **extra), host
+
+
+def _finish_add(st: _State, join: str, ops: list[_Op], main: str, deep: str) -> str:
+    parts = [op.name for op in ops]
+    merged, host = _merge_synapses(st, parts, main, deep)
+    st.nodes[host] = merged
+    for op in ops:
+        if op.name == host:
+            continue
+        if op.flat and st.succs(op.flat) == [op.name]:
+            del st.nodes[op.flat]
+            st.edges = [e for e in st.edges if op.flat not in e]
+        del st.nodes[op.name]
+        st.edges = [e for e in st.edges if op.name not in e]
+    st.edges = [(host if a == join else a, b) for a, b in st.edges if b != join]
+    del st.nodes[join]
+    return f"{', '.join(parts)} merged into {host}" if len(parts) > 1 else host
+
+
+def _finish_concat(st: _State, join: str, ops: list[_Op], deep: str) -> str:
+    target = [o for op in ops for o in op.origins]
+    lay = st.lay(deep)
+    at = {o: i for i, o in enumerate(lay)}
+    pos = [at[o] for o in target]
+    same = pos == list(range(len(lay)))
+    shape = (len(target), *st.base[deep][1:])
+    cols = np.arange(len(target))
+
+    def refuse(why: str) -> UnsupportedError:
+        return UnsupportedError(f"{why}, and the channels of {deep} (its own and relays) are "
+                                "not in the Concat's order")
+
+    for c in st.succs(join):
+        node = st.nodes[c]
+        if isinstance(node, _SYN):
+            st.nodes[c] = node if same else _move_cols(node, shape, cols, pos, len(lay))
+        elif isinstance(node, Flatten):
+            for t in st.succs(c):
+                if isinstance(st.nodes[t], QDense):
+                    st.nodes[t] = (st.nodes[t] if same else
+                                   _move_cols(st.nodes[t], shape, cols, pos, len(lay)))
+                elif not same:
+                    raise refuse(f"{t} reads it through {c}")
+        elif isinstance(node, Concat):
+            if deep in st.preds(c):
+                raise UnsupportedError(f"{c} concatenates {join} and {deep}, which become one")
+            st.alias[(c, deep)] = target
+        elif not same:
+            raise refuse(f"{c} ({node.type_name}) reads it")
+    if not st.succs(join) and not same:
+        raise refuse("it is a graph output")
+    st.edges = [(deep if a == join else a, b) for a, b in st.edges if b != join]
+    del st.nodes[join]
+    return f"{deep} is the concatenation"
+
+
+def _rewrite_join(st: _State, join: str, plan: _Plan) -> str:
+    """Relay ``join``'s operands forward until they read one layer, then merge (``Add``) or
+    drop the ``Concat``. Returns a note for ``metadata["legalized"]``."""
+    ops, deep = plan.ops, plan.deep
+    add = isinstance(st.nodes[join], Add)
+    moves = []
+    while True:
+        srcs = sorted({op.layer for op in ops if op.layer != deep}, key=lambda n: st.depth[n])
+        if not srcs:
+            break
+        src = srcs[0]
+        d = st.depth[src]
+        n1 = plan.chain[d + 1]
+        moving = [op for op in ops if op.layer == src]
+        k = _relay_hop(st, src, plan.hops[d], n1, [o for op in moving for o in op.origins])
+        for op in moving:
+            if add:
+                _repoint(st, op, n1)
+            else:
+                op.layer = n1
+        moves.append(f"{src} -> {n1} ({k} new relay channels)")
+    end = (_finish_add(st, join, ops, plan.main, deep) if add
+           else _finish_concat(st, join, ops, deep))
+    return f"{join}: " + "; ".join([*moves, end])
 
 
 # ============================================================================================
 # The pass
 # ============================================================================================
+
+
+def _failure_message(failures: list[tuple[str, str, str]]) -> str:
+    """One line: ``join (Kind): problems`` per join, joins with the same problems grouped."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for join, kind, text in failures:
+        groups.setdefault((kind, text), []).append(join)
+    return "; ".join(f"{', '.join(joins)} ({kind}): {text}"
+                     for (kind, text), joins in groups.items())
 
 
 def legalize(fixed_graph: Graph) -> Graph:
@@ -444,17 +887,20 @@ def legalize(fixed_graph: Graph) -> Graph:
 
     Returns:
         A chain of ``Input``, ``QDense``/``QConv2d`` + ``QCubaLIF`` and ``Flatten`` nodes. Node
-        names are kept (removed skip synapses and joins disappear); ``metadata["legalized"]``
+        names are kept (merged synapses keep the name of the synapse that read the deepest
+        layer; the other operand synapses and the joins disappear); ``metadata["legalized"]``
         lists the rewrites. Pool rewrites are exact against ``fixed_graph``; relay rewrites
-        remove its one-step skew between paths and match the float graph aligned by depth
-        (see the module docstring). Spike shapes of kept neuron layers that gained relays grow
-        by the relayed channels (relays come after the layer's own channels, or before them
-        when a ``Concat`` lists the source first).
+        remove its skew between paths and match the float graph aligned by pipeline depth
+        (see the module docstring). A layer that carries relays grows by the relayed channels
+        (shape ``(C + k, H, W)`` or ``(N + k,)``): they follow its own channels, or come
+        before them when the layer is a ``Concat``'s operand other than the first.
 
     Raises:
-        UnsupportedError: naming the node when a rewrite cannot be exact or the result would
-            not be a chain.
+        UnsupportedError: one line naming every join that cannot be legalized with its
+            layers and reasons, or a node that netx cannot hold.
     """
+    from ..simulation import pipeline_depths
+
     graph = fixed_graph.validate()
     bad = [f"{n} ({node.type_name})" for n, node in graph.nodes.items()
            if not isinstance(node, ACCEPTED_NODES)]
@@ -479,13 +925,31 @@ def legalize(fixed_graph: Graph) -> Graph:
             edges = [(a, b) for a, b in graph.edges if name not in (a, b)]
             edges += [(p, c) for c in graph.successors(name)]
             graph = Graph(rest, tuple(edges), graph.metadata).validate()
-    # 3) joins -> relays, one at a time in topological order
-    while True:
-        joins = [n for n in graph.topo_order if isinstance(graph.nodes[n], (Add, Concat))]
-        if not joins:
-            break
-        graph, note = _rewrite_join(graph, joins[0])
-        notes.append(note)
+    # 3) joins -> relays, one at a time in topological order; every failure is reported
+    before = frozenset(p for n, node in graph.nodes.items() if isinstance(node, Concat)
+                       for p in graph.predecessors(n)[1:])
+    st = _State(dict(graph.nodes), list(graph.edges), dict(graph.shapes),
+                pipeline_depths(graph), before)
+    failures: list[tuple[str, str, str]] = []
+    for join in [n for n in graph.topo_order if isinstance(graph.nodes[n], (Add, Concat))]:
+        kind = graph.nodes[join].type_name
+        plan, problems = _plan(st, join)
+        if plan is None:
+            failures.append((join, kind, "; ".join(problems)))
+            continue
+        trial = st.copy()
+        try:
+            notes.append(_rewrite_join(trial, join, plan))
+        except UnsupportedError as err:
+            failures.append((join, kind, str(err)))
+            continue
+        st = trial
+    if failures:
+        raise UnsupportedError(_failure_message(failures))
+    order = [n for n in graph.nodes if n in st.nodes] + [n for n in st.nodes
+                                                         if n not in graph.nodes]
+    graph = Graph({n: st.nodes[n] for n in order}, tuple(dict.fromkeys(st.edges)),
+                  graph.metadata).validate()
     # 4) the result must be a chain of legal nodes
     problems = []
     for name, node in graph.nodes.items():
@@ -523,4 +987,3 @@ def legalize_or_keep(fixed_graph: Graph) -> tuple[Graph, str | None]:
     except UnsupportedError as err:
         return fixed_graph, (f"not legalized for netx ({err.message}); the quantized graph "
                              "is deployed as it is (hw_sim, Lava and the mapping run it)")
-

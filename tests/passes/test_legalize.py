@@ -269,22 +269,50 @@ def test_unsupported_cases_name_the_node():
                                                     weight_exp=-2)))  # 6/4 is no integer
 
 
-def test_skip_over_three_layers_is_refused():
+def _dense_skip_over_three_layers() -> tuple[Graph, Graph]:
     t = _Twins(5)
     t.add("input", Input(shape=(4,)), Input(shape=(4,)))
-    t.dense("a", t.ints((4, 4), even=True), "input")
+    t.dense("a", t.ints((4, 4), -20, 60, even=True), "input")
     t.add("n0", _if(), _neuron(), "a")
-    t.dense("b", t.ints((4, 4), even=True), "n0")
+    t.dense("b", t.ints((4, 4), -20, 60, even=True), "n0")
     t.add("n1", _if(), _neuron(), "b")
-    t.dense("c", t.ints((4, 4), even=True), "n1")
+    t.dense("c", t.ints((4, 4), -20, 60, even=True), "n1")
     t.add("n2", _if(), _neuron(), "c")
-    t.dense("d", t.ints((4, 4), even=True), "n2")
-    t.dense("s", t.ints((4, 4), even=True), "n0")
+    t.dense("d", t.ints((4, 4), -20, 60, even=True), "n2")
+    t.dense("s", t.ints((4, 4), -20, 60, even=True), "n0")
     t.add("add", Add(), Add(), "d", "s")
     t.add("n3", _if(), _neuron(), "add")
-    _, qg = t.graphs()
-    with pytest.raises(UnsupportedError, match=r"add \(Add\): not a 2-layer residual block"):
-        legalize(qg)
+    return t.graphs()
+
+
+def test_skip_over_three_layers_relays_through_two_layers():
+    # n0 -> n1 -> n2 -> [d + s(n0)] -> n3: n0's 4 channels ride in n1 and then in n2
+    fg, qg = _dense_skip_over_three_layers()
+    legal = legalize(qg)
+    assert _is_chain(legal) and "add" not in legal.nodes and "s" not in legal.nodes
+    assert legal.shapes["n1"] == (8,) and legal.shapes["n2"] == (8,)
+    q, r, eye = qg.nodes, 102, np.eye(4, dtype=int)  # r: smallest even mantissa above 100
+    z = np.zeros((4, 4), dtype=int)
+    np.testing.assert_array_equal(legal.nodes["b"].weight, np.vstack([q["b"].weight, r * eye]))
+    # c reads [n1 ; relays]: its own block, and identity relay-of-relay rows
+    np.testing.assert_array_equal(legal.nodes["c"].weight,
+                                  np.block([[q["c"].weight, z], [z, r * eye]]))
+    np.testing.assert_array_equal(legal.nodes["d"].weight,
+                                  np.hstack([q["d"].weight, q["s"].weight]))
+    depths = pipeline_depths(legal)
+    assert [depths[n] for n in ("n0", "n1", "n2", "n3")] == [1, 2, 3, 4]
+    x = _spikes((4,), batch=8, seed=3, p=0.6)
+    f = floatsim.run(fg, x, STEPS, record=["s"])
+    h = hw_run(legal, x, steps=STEPS, input_mode="spikes", record=["s"])
+    for name in ("n0", "n1", "n2", "n3"):
+        a, b = _aligned(f.traces[f"{name}.s"], h.traces[f"{name}.s"][:, :4], depths[name])
+        np.testing.assert_array_equal(a, b, err_msg=name)
+        assert a.sum() > 0, name
+    # n2's relays are n0's spikes two steps later
+    np.testing.assert_array_equal(h.traces["n2.s"][:, 4:, 2:], h.traces["n0.s"][..., :-2])
+    # without relays the skip arrives two steps early and n3 differs from the float graph
+    u = hw_run(qg, x, steps=STEPS, input_mode="spikes", record=["s"])
+    assert not np.array_equal(*_aligned(f.traces["n3.s"], u.traces["n3.s"], 4))
 
 
 # ------------------------------------------------------------------------------ netx + Lava
