@@ -159,9 +159,11 @@ def test_quantized_resnet_hw_sim_matches_lava(lava):
 
 
 def test_zoo_resnet_compiles_and_verifies(tmp_path, lava):
-    """``compile`` of a zoo ResNet checkpoint: the 3-synapse skips cannot be legalized for
-    netx, so the quantized graph is deployed as it is (a warning says so, no network.net),
-    and verify finds quantized, hw_sim and Lava equal bit for bit."""
+    """``compile`` of a zoo ResNet checkpoint: its skips cannot be legalized for netx (soft
+    reset, and shortcut neuron layers parallel to the main path's with other thresholds; see
+    ``tests/passes/test_legalize_multihop.py``), so the quantized graph is deployed as it is
+    (a warning says so, no network.net), and verify finds quantized, hw_sim and Lava equal bit
+    for bit."""
     from neurodeploy.compile import compile_model
     from neurodeploy.models.checkpoint import save_checkpoint
     from neurodeploy.verify import verify
