@@ -17,24 +17,11 @@ from neurodeploy.errors import NeurodeployError, UnsupportedError
 from neurodeploy.hw_sim import lava_weights, run
 from neurodeploy.ir import Flatten, Graph, Input, Linear, QConv2d, QCubaLIF, QDense, QSumPool2d
 from neurodeploy.mapping import map_graph
-from neurodeploy.targets import BUILTIN_DIR, load_target
+from neurodeploy.targets import load_target
+
+from target_edits import small_target
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def small_target(tmp_path: Path, neurons: int, mesh: tuple[int, int], base: str = "loihi1"):
-    """A copy of a built-in target with few neurons per core and one core per tile."""
-    text = (BUILTIN_DIR / f"{base}.toml").read_text()
-    cores = mesh[0] * mesh[1]
-    for old, new in {"neurons_per_core = 1024": f"neurons_per_core = {neurons}",
-                     "cores_per_chip = 128": f"cores_per_chip = {cores}",
-                     "mesh_tiles = [8, 4]": f"mesh_tiles = [{mesh[0]}, {mesh[1]}]",
-                     "cores_per_tile = 4": "cores_per_tile = 1"}.items():
-        assert old in text
-        text = text.replace(old, new, 1)
-    path = tmp_path / f"{base}-small.toml"
-    path.write_text(text)
-    return load_target(path)
 
 
 def memoryless(threshold: int, **kw) -> QCubaLIF:

@@ -16,26 +16,18 @@ from neurodeploy.errors import NeurodeployError, UnsupportedError
 from neurodeploy.hw_sim import run
 from neurodeploy.ir import Graph, Input, QCubaLIF, QDense
 from neurodeploy.mapping import map_graph
-from neurodeploy.targets import BUILTIN_DIR, load_target
+from neurodeploy.targets import load_target
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-PJ, NS = 1e-12, 1e-9
+from target_edits import small_target as _small
 
 
 def small_target(tmp_path: Path, base: str = "loihi1"):
     """``base`` with 2 neurons per core, 4 cores on a 2x2 mesh of one-core tiles."""
-    text = (BUILTIN_DIR / f"{base}.toml").read_text()
-    for old, new in {f'name = "{base}"': f'name = "{base}-small"',
-                     "neurons_per_core = 1024": "neurons_per_core = 2",
-                     "cores_per_chip = 128": "cores_per_chip = 4",
-                     "mesh_tiles = [8, 4]": "mesh_tiles = [2, 2]",
-                     "cores_per_tile = 4": "cores_per_tile = 1"}.items():
-        assert old in text
-        text = text.replace(old, new, 1)
-    path = tmp_path / f"{base}-small.toml"
-    path.write_text(text)
-    return load_target(path)
+    return _small(tmp_path, 2, (2, 2), base)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+PJ, NS = 1e-12, 1e-9
 
 
 def tiny_dense() -> Graph:

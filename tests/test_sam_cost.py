@@ -24,6 +24,15 @@ from neurodeploy.ir import Flatten, Graph, Input, QConv2d, QCubaLIF, QDense, QSu
 from neurodeploy.mapping import map_graph
 from neurodeploy.targets import BUILTIN_DIR, load_target
 
+from target_edits import small_target as _small
+
+
+def small_target(tmp_path: Path, neurons: int, mesh: tuple[int, int] = (2, 2),
+                 **changes: str):
+    """loihi2, small (see target_edits), with 7 pJ per spike out."""
+    return _small(tmp_path, neurons, mesh, "loihi2",
+                  **{"spike_out = 0.0": "spike_out = 7e-12", **changes})  # the first: [energy]
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 PJ, NS = 1e-12, 1e-9
@@ -32,25 +41,6 @@ E_SYN, E_ACT, E_INACT, E_OUT = 11.8 * PJ, 40.5 * PJ, 26 * PJ, 7 * PJ
 E_LOCAL, E_EW, E_NS = 0.85 * PJ, 1.5 * PJ, 2.0 * PJ
 #: loihi2's times (s)
 T_SYN, T_ACT, T_INACT, T_LOCAL, T_EW = 1.75 * NS, 4.2 * NS, 2.65 * NS, 2.1 * NS, 4.1 * NS
-
-
-def small_target(tmp_path: Path, neurons: int, mesh: tuple[int, int] = (2, 2),
-                 **changes: str):
-    """loihi2 with ``neurons`` per core, one core per tile on a small mesh and 7 pJ per
-    spike out."""
-    text = (BUILTIN_DIR / "loihi2.toml").read_text()
-    edits = {'name = "loihi2"': 'name = "loihi2-small"',
-             "neurons_per_core = 8192": f"neurons_per_core = {neurons}",
-             "cores_per_chip = 128": f"cores_per_chip = {mesh[0] * mesh[1]}",
-             "mesh_tiles = [8, 4]": f"mesh_tiles = [{mesh[0]}, {mesh[1]}]",
-             "cores_per_tile = 4": "cores_per_tile = 1",
-             "spike_out = 0.0": "spike_out = 7e-12", **changes}  # the first: [energy]
-    for old, new in edits.items():
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    path = tmp_path / f"loihi2-{neurons}-{len(changes)}.toml"
-    path.write_text(text)
-    return load_target(path)
 
 
 def conv_net(channels: int = 2) -> Graph:

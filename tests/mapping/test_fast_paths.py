@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +19,8 @@ from neurodeploy.ir.nodes import _array
 from neurodeploy.mapping import (CoreSlice, Layout, Mapping, SourceBlock, _SliceCosts,
                                  _SliceSums, _Synapse, _tile_path, map_graph)
 from neurodeploy.sam import SamSpec
-from neurodeploy.targets import BUILTIN_DIR, load_target
+
+from target_edits import edited_target
 
 ENCODINGS = ("dense", "sparse", "conv")
 
@@ -124,16 +124,6 @@ def test_slice_sums_equal_per_slice():
 # ------------------------------------------------------------------------------ placement
 
 
-def _target(tmp_path: Path, **changes: str):
-    text = (BUILTIN_DIR / "loihi2.toml").read_text()
-    for old, new in changes.items():
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    path = tmp_path / "t.toml"
-    path.write_text(text)
-    return load_target(path)
-
-
 def _lif() -> QCubaLIF:
     return QCubaLIF(threshold=5, current_decay=4096, voltage_decay=4096)
 
@@ -153,7 +143,7 @@ def _conv_net() -> Graph:
 
 
 def test_placement_equals_tile_path_walk(tmp_path):
-    t = _target(tmp_path, **{"neurons_per_core = 8192": "neurons_per_core = 7",
+    t = edited_target(tmp_path, "loihi2", **{"neurons_per_core = 8192": "neurons_per_core = 7",
                              "cores_per_chip = 128": "cores_per_chip = 6",
                              "mesh_tiles = [8, 4]": "mesh_tiles = [3, 1]",
                              "cores_per_tile = 4": "cores_per_tile = 2"})
@@ -194,7 +184,7 @@ def _check_text(m: Mapping) -> None:
 
 def test_core_lines_equal_json_dumps(tmp_path):
     # odd limits so that utilizations need rounding (1/7, 2/3, ...)
-    t = _target(tmp_path, **{"neurons_per_core = 8192": "neurons_per_core = 7",
+    t = edited_target(tmp_path, "loihi2", **{"neurons_per_core = 8192": "neurons_per_core = 7",
                              "input_axons_per_core = 4096": "input_axons_per_core = 97",
                              "output_axons_per_core = 4096": "output_axons_per_core = 4093"})
     m = map_graph(_conv_net(), t)
@@ -207,7 +197,7 @@ def test_core_lines_equal_json_dumps(tmp_path):
 
 
 def test_core_lines_with_sam_equal_json_dumps(tmp_path):
-    t = _target(tmp_path, **{"neurons_per_core = 8192": "neurons_per_core = 50",
+    t = edited_target(tmp_path, "loihi2", **{"neurons_per_core = 8192": "neurons_per_core = 50",
                              "cores_per_chip = 128": "cores_per_chip = 4",
                              "mesh_tiles = [8, 4]": "mesh_tiles = [2, 2]",
                              "cores_per_tile = 4": "cores_per_tile = 1"})

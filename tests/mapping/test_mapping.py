@@ -12,17 +12,9 @@ from neurodeploy.errors import ResourceError, UnsupportedError
 from neurodeploy.ir import Graph, Input, QConv2d, QCubaLIF, QDense
 from neurodeploy.ir.nodes import Flatten
 from neurodeploy.mapping import Layout, layout_from_json, map_graph
-from neurodeploy.targets import BUILTIN_DIR, load_target
+from neurodeploy.targets import load_target
 
-
-def _target(tmp_path: Path, base: str = "loihi1", **changes: str) -> object:
-    text = (BUILTIN_DIR / f"{base}.toml").read_text()
-    for old, new in changes.items():
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    path = tmp_path / "t.toml"
-    path.write_text(text)
-    return load_target(path)
+from target_edits import edited_target as _target
 
 
 def _lif(n: int | tuple[int, ...]) -> QCubaLIF:

@@ -17,25 +17,13 @@ from neurodeploy.errors import (BadInputFileError, NeurodeployError, ResourceErr
 from neurodeploy.ir import Flatten, Graph, Input, QConv2d, QCubaLIF, QDense, QSumPool2d
 from neurodeploy.mapping import RESOURCES, Mapping, map_graph
 from neurodeploy.sam import SamSpec
-from neurodeploy.targets import BUILTIN_DIR, load_target
+
+from target_edits import small_target as _small
 
 
 def small_target(tmp_path: Path, neurons: int, mesh: tuple[int, int] = (2, 2),
                  base: str = "loihi2", **changes: str):
-    """``base`` with ``neurons`` per core and one core per tile on a small mesh."""
-    text = (BUILTIN_DIR / f"{base}.toml").read_text()
-    default = {"loihi2": 8192, "loihi1": 1024}[base]
-    edits = {f'name = "{base}"': f'name = "{base}-small"',
-             f"neurons_per_core = {default}": f"neurons_per_core = {neurons}",
-             "cores_per_chip = 128": f"cores_per_chip = {mesh[0] * mesh[1]}",
-             "mesh_tiles = [8, 4]": f"mesh_tiles = [{mesh[0]}, {mesh[1]}]",
-             "cores_per_tile = 4": "cores_per_tile = 1", **changes}
-    for old, new in edits.items():
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    path = tmp_path / f"{base}-{neurons}-{abs(hash(tuple(changes.items())))}.toml"
-    path.write_text(text)
-    return load_target(path)
+    return _small(tmp_path, neurons, mesh, base, **changes)
 
 
 def lif(threshold: int = 5) -> QCubaLIF:
