@@ -14,6 +14,8 @@ from neurodeploy.errors import InvalidIRError
 from neurodeploy.ir import Graph
 from neurodeploy.ir.nodes import Input, QCubaLIF, QDense
 
+from bntt_example import A, BIAS, GAIN, PARAMS, WANT_S, WANT_U, WANT_V, reference
+
 # Lava's process-model search re-executes every file of neurodeploy/backends/ as a top-level
 # module; those with relative imports fail there and Lava warns (harmlessly).
 pytestmark = pytest.mark.filterwarnings("ignore:Cannot import module:UserWarning")
@@ -106,42 +108,14 @@ def test_soft_reset_matches_hw_sim_through_dense(lava):
 # CubaBNTT
 # ------------------------------------------------------------------------------------------
 
-# Two neurons (channels), schedule of T = 3 rows, gain_exp 1, bias_exp 6, vth 10 (→ 640),
-# current_decay 4096 (u = a' * 64), voltage_decay 2048 (v halves, toward zero), soft reset.
-GAIN = [[2, 4], [1, -1], [3, 0]]
-BIAS = [[0, 5], [1, 0], [-1, 2]]
-A = np.array([[10, 7, -5, 3, 0, 5], [6, 6, 6, 6, 6, 6]])
-# ch 0: a' = rtz(a*g, 1) = 10, 3, rtz(-15, 1) = -7 (not -8), 3, 0, 7
-#   v: 640 (not > 640), 320+192+64 = 576, 288-448-64 = -224, -112+192 = 80, 40+64 = 104,
-#      52+448-64 = 436
-# ch 1: a' = 12, -3, 0, 12, -3, 0
-#   v: 768+320 = 1088 > 640 → 448; 224-192 = 32; 16+128 = 144; 72+768+320 = 1160 → 520;
-#      260-192 = 68; 34+128 = 162
-WANT_U = [[640, 192, -448, 192, 0, 448], [768, -192, 0, 768, -192, 0]]
-WANT_V = [[640, 576, -224, 80, 104, 436], [448, 32, 144, 520, 68, 162]]
-WANT_S = [[0, 0, 0, 0, 0, 0], [1, 0, 0, 1, 0, 0]]
-
-
 def _hand_params(**kw):
-    args = dict(shape=(2,), gain=GAIN, gain_exp=1, bias=BIAS, bias_exp=6, threshold=10,
-                current_decay=4096, voltage_decay=2048, reset="subtract")
+    args = dict(shape=(2,), gain=GAIN, bias=BIAS, **PARAMS)
     args.update(kw)
     return ln.BNTTNeuronParams(**args)
 
 
-def _reference(params, a, batch=()):
-    state = ln.bntt_init_state(params, batch)
-    us, vs, ss = [], [], []
-    for t in range(a.shape[-1]):
-        s = ln.bntt_neuron_step(state, a[..., t], t, params)
-        us.append(state["u"])
-        vs.append(state["v"])
-        ss.append(s.astype(np.int64))
-    return {"u": np.stack(us, -1), "v": np.stack(vs, -1), "s": np.stack(ss, -1)}
-
-
 def test_bntt_reference_by_hand():
-    ref = _reference(_hand_params(), A)
+    ref = reference(_hand_params(), A)
     np.testing.assert_array_equal(ref["u"], WANT_U)
     np.testing.assert_array_equal(ref["v"], WANT_V)
     np.testing.assert_array_equal(ref["s"], WANT_S)
@@ -149,12 +123,12 @@ def test_bntt_reference_by_hand():
 
 def test_bntt_reference_hard_reset_and_phase():
     # Hard reset: channel 1's first spike zeroes v: 0; then -192; -96+128 = 32.
-    ref = _reference(_hand_params(reset="zero"), A[:, :3])
+    ref = reference(_hand_params(reset="zero"), A[:, :3])
     np.testing.assert_array_equal(ref["v"][1], [0, -192, 32])
     # phase 1: the schedule starts one step later (row 2 at t=0, then rows 0, 1).
     p = _hand_params(phase=1)
     assert [p.schedule_index(t) for t in range(4)] == [2, 0, 1, 2]
-    ref = _reference(p, A[:, :2])
+    ref = reference(p, A[:, :2])
     # t=0: row 2: ch0 a' = rtz(30, 1) = 15 → u 960, v = 960 - 64 = 896 > 640 → 256
     np.testing.assert_array_equal(ref["u"][:, 0], [960, 0])
     np.testing.assert_array_equal(ref["v"][:, 0], [256, 128])
@@ -201,7 +175,7 @@ def test_cuba_bntt_lava_by_hand(lava):
 
 
 @pytest.mark.lava
-def test_cuba_bntt_lava_equals_reference(lava):
+def test_cuba_bntt_lava_equalsreference(lava):
     # (C, H, W) = (3, 1, 2) neurons, graded random input, phase 1, periodic reset, leaks.
     rng = np.random.default_rng(3)
     steps = 6
@@ -211,7 +185,7 @@ def test_cuba_bntt_lava_equals_reference(lava):
         voltage_decay=700, reset="subtract", phase=1, reset_interval=4, reset_offset=2,
     )
     a = rng.integers(-150, 300, (3, 1, 2, steps))
-    want = _reference(p, a)
+    want = reference(p, a)
     source = lava.source.RingBuffer(data=np.ascontiguousarray(
         a.transpose(2, 1, 0, 3)).astype(np.int32))  # IR (C, H, W) → Lava (W, H, C)
     neuron = ln.cuba_bntt(p, name="bntt_rand")

@@ -43,39 +43,19 @@ from neurodeploy.passes.legalize import legalize
 from neurodeploy.passes.quantize import quantize, quantize_inputs
 from neurodeploy.simulation import pipeline_depths
 
+from bntt_example import A, BIAS, GAIN, PARAMS, WANT_S, WANT_U, WANT_V, reference
+
 # Lava's process-model search re-executes every file of neurodeploy/backends/ as a top-level
 # module; those with relative imports fail there and Lava warns (harmlessly).
 pytestmark = pytest.mark.filterwarnings("ignore:Cannot import module:UserWarning")
 
 DEMO = Path(__file__).resolve().parents[2] / "models" / "checkpoints" / "demo_cnn"
 
-# The hand-worked example of tests/backends/test_lava_neurons.py: two channels, T = 3, gain_exp
-# 1, bias_exp 6, vth 10 (→ 640), current_decay 4096, voltage_decay 2048, soft reset.
-GAIN = [[2, 4], [1, -1], [3, 0]]
-BIAS = [[0, 5], [1, 0], [-1, 2]]
-A = np.array([[10, 7, -5, 3, 0, 5], [6, 6, 6, 6, 6, 6]])
-WANT_U = [[640, 192, -448, 192, 0, 448], [768, -192, 0, 768, -192, 0]]
-WANT_V = [[640, 576, -224, 80, 104, 436], [448, 32, 144, 520, 68, 162]]
-WANT_S = [[0, 0, 0, 0, 0, 0], [1, 0, 0, 1, 0, 0]]
-
 
 def _hand_node(**kw) -> QCubaBNTT:
-    args = dict(threshold=10, current_decay=4096, voltage_decay=2048, reset="subtract",
-                gain=GAIN, gain_exp=1, bias=BIAS, bias_exp=6)
+    args = dict(gain=GAIN, bias=BIAS, **PARAMS)
     args.update(kw)
     return QCubaBNTT(**args)
-
-
-def _reference(params: ln.BNTTNeuronParams, a: np.ndarray) -> dict[str, np.ndarray]:
-    """u, v, s of the numpy reference for inputs ``a`` ``(*batch, *shape, steps)``."""
-    state = ln.bntt_init_state(params, a.shape[: a.ndim - 1 - len(params.shape)])
-    out: dict[str, list] = {"u": [], "v": [], "s": []}
-    for t in range(a.shape[-1]):
-        s = ln.bntt_neuron_step(state, a[..., t], t, params)
-        out["u"].append(state["u"])
-        out["v"].append(state["v"])
-        out["s"].append(s.astype(np.int64))
-    return {k: np.stack(v, axis=-1) for k, v in out.items()}
 
 
 # ------------------------------------------------------------------------------------------
@@ -149,7 +129,7 @@ def test_hw_sim_matches_the_reference_through_dense(gain_hi):
     a[..., 1:] = np.einsum("oi,bit->bot", weight, x[..., :-1]) << 2
     params = ln.bntt_params(node, (4,), phase=1, reset_interval=4,
                             reset_offset=(1 + 1 + 1) % 4)  # netx stagger: offset + 1 + depth
-    want = _reference(params, a)
+    want = reference(params, a)
     for var in ("u", "v", "s"):
         np.testing.assert_array_equal(got.traces[f"n.{var}"], want[var], err_msg=var)
     assert 0 < want["s"].sum() < want["s"].size
@@ -173,7 +153,7 @@ def test_hw_sim_emulates_lavas_int32_overflow():
     res = hw_sim.run(_overflow_graph(), x, steps=5, input_mode="spikes", record=["u", "v", "s"])
     np.testing.assert_array_equal(res.traces["n.u"][0, 0], OVERFLOW_U)
     p = ln.bntt_params(_overflow_graph().nodes["n"], (1,))
-    want = _reference(p, x[0])
+    want = reference(p, x[0])
     for var in ("u", "v", "s"):
         np.testing.assert_array_equal(res.traces[f"n.{var}"][0], want[var], err_msg=var)
     # v saturates at 2**23 - 1, spikes and loses 2**22 (voltage_decay 4096: nothing carries)
