@@ -35,6 +35,21 @@ Rewrites (each one exact in hw_sim's arithmetic, or refused with an
     ``Concat``'s consumers read ``D`` with their columns moved to where each channel landed
     (unchanged when ``D``'s channel order is the ``Concat``'s).
 
+  **Hops that change the map.** Through a strided conv ``synA`` (stride ``(sy, sx)``,
+  dilation 1) ``src``'s channels are relayed in *space-to-depth* form: ``C·sy·sx`` relay
+  channels in ``n1``, channel ``(c, i, j)`` at ``(y, x)`` copying ``src[c, sy·y + i, sx·x + j]``
+  (its identity row reads channel ``c`` at kernel tap ``(i + pad_y, j + pad_x)``, which must
+  exist, and ``n1``'s map times the stride must cover ``src``'s). A conv skip re-pointed to
+  them becomes a stride-``s/sy`` conv over the space-to-depth map: tap ``k`` moves to phase
+  ``(k - p) mod sy`` and offset ``floor((k - p)/sy)`` (:func:`s2d_taps`; the standard 1×1
+  stride-2 pad-0 shortcut becomes a 1×1 stride-1 conv on relays ``(c, 0, 0)``). Through
+  ``Flatten`` → dense, ``src``'s ``C·H·W`` values become relay neurons of the dense layer
+  (identity rows on the flattened inputs). A dense skip through a ``Flatten`` gets each column
+  ``(c, y, x)`` moved to the relay position holding that value. Each relay channel records its
+  layout in its origin (``(layer, c, ay, ax, i, j)``: at ``(y, x)`` it holds
+  ``layer[c, ay·y + i, ax·x + j]``), so later hops compose: identity hops at the new resolution,
+  a second strided hop (space-to-depth of space-to-depth), a Flatten → dense hop.
+
   A 2-layer residual block is the one-hop case. Relay channels are shared: a layer that
   already relays a channel (for an earlier join) relays it once for every later join. Joins are
   rewritten in topological order, so nested and overlapping blocks reduce one after the other.
@@ -63,12 +78,15 @@ Refused (``UnsupportedError``, one line naming the join and the layers): graded 
 spikes into a relay; a relay weight that cannot exceed the layer's threshold in the synapse's
 mantissa range (re-quantize with a lower ``threshold_mant``); ``current_decay != 4096``,
 ``reset != "zero"`` or graded output in a layer that must carry relays; negative exponents
-that make merging inexact; geometry a relay cannot copy through (a stride other than 1, padding
-other than 'same', a ``Flatten`` or any other change of the map size on the main path, or skip
-kernels that do not fit the main kernel grid); joins whose operands come from *parallel* layers
-at the same depth (two layers fed from the same source, e.g. a ResNet projection shortcut with
-its own neuron layer: they would have to be fused into one layer); and anything else netx
-cannot hold. All joins are checked: the error lists every join that cannot be legalized.
+that make merging inexact; geometry a relay cannot copy through (a stride-1 conv without 'same'
+padding, a strided conv with dilation != 1, without a kernel tap for every phase or whose output
+map does not cover its input, a skip whose stride the hop's stride does not divide or whose
+re-pointed conv cannot keep its output size, or skip kernels that do not fit the main kernel
+grid); a ``Concat`` operand that would be relayed through a strided conv or a Flatten → dense
+hop (rearranged, the layer cannot be the concatenation); joins whose operands come from
+*parallel* layers at the same depth (two layers fed from the same source, e.g. a ResNet
+projection shortcut with its own neuron layer: they would have to be fused into one layer);
+and anything else netx cannot hold. All joins are checked: the error lists every join that cannot be legalized.
 """
 
 from __future__ import annotations
@@ -293,12 +311,14 @@ def _embed(skip: QConv2d, eff: np.ndarray, main: QConv2d, cin: int, label: str) 
 
 def _relay_synapse(syn: Node, in_shape: tuple[int, ...], rows: np.ndarray, n_rows: int,
                    relay_rows: np.ndarray, relay_cols: np.ndarray, relay_all: np.ndarray,
-                   n1: QCubaLIF, n1_name: str, label: str) -> Node:
+                   n1: QCubaLIF, n1_name: str, label: str,
+                   relay_at: tuple[np.ndarray, ...] | None = None) -> Node:
     """``syn`` (reading a layer of ``in_shape``) with its output rows moved to ``rows`` of
     ``n_rows`` and identity relay rows added: row ``relay_rows[k]`` reads input channel
     ``relay_cols[k]`` with the smallest weight above ``n1``'s threshold. ``relay_all`` marks
     every relay row (earlier ones too: they keep a weight above the threshold if the synapse
-    is re-encoded)."""
+    is re-encoded). ``relay_at`` gives each relay row's input position (dense: the flattened
+    ``H·W`` index) or kernel tap (conv: two arrays); default the identity tap."""
     need = n1.threshold + 1
     dense = isinstance(syn, QDense)
     raw = _cols(syn, in_shape)
@@ -309,7 +329,9 @@ def _relay_synapse(syn: Node, in_shape: tuple[int, ...], rows: np.ndarray, n_row
         return out
 
     ident = np.zeros((n_rows, *raw.shape[1:]), dtype=bool)
-    if dense:
+    if relay_at is not None:  # per-row position (dense) or kernel tap (conv)
+        ident[(relay_rows, relay_cols, *relay_at)] = True
+    elif dense:
         ident[relay_rows, relay_cols, 0] = True
     else:
         i0, j0 = _identity_tap(syn, label)
@@ -405,7 +427,60 @@ def _relay_schedule(n1: QCubaBNTT, rows: np.ndarray, n_rows: int, name: str) -> 
 # ============================================================================================
 
 #: A channel's origin: (layer, channel) of the spikes it carries (its own, or relayed).
-Origin = tuple[str, int]
+Origin = tuple
+#   ``(layer, c)``: channel ``c`` of ``layer``, position for position; or
+#   ``(layer, c, ay, ax, i, j)``: at position ``(y, x)``, ``layer[c, ay·y + i, ax·x + j]``
+#   (space-to-depth relays; ``ay = ax = 0`` for a dense relay of the single value
+#   ``layer[c, i, j]``).
+
+
+def _geo(o: Origin) -> tuple:
+    return o if len(o) == 6 else (o[0], o[1], 1, 1, 0, 0)
+
+
+def _norm(layer: str, c: int, ay: int, ax: int, i: int, j: int) -> Origin:
+    return (layer, c) if (ay, ax, i, j) == (1, 1, 0, 0) else (layer, c, ay, ax, i, j)
+
+
+def _s2d(o: Origin, sy: int, sx: int, a: int, b: int) -> Origin:
+    """The origin of relay channel ``(o, a, b)`` of a stride-``(sy, sx)`` hop: at ``(y, x)``
+    it holds ``o``'s value at ``(sy·y + a, sx·x + b)``."""
+    layer, c, ay, ax, i, j = _geo(o)
+    return _norm(layer, c, ay * sy, ax * sx, i + ay * a, j + ax * b)
+
+
+def _at(o: Origin, y: int, x: int) -> Origin:
+    """The origin of the dense relay neuron holding ``o``'s value at ``(y, x)``."""
+    layer, c, ay, ax, i, j = _geo(o)
+    return _norm(layer, c, 0, 0, ay * y + i, ax * x + j)
+
+
+def s2d_taps(k: int, p: int, d: int, s: int, h: int, n_in: int | None = None,
+             n_out: int | None = None) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+    """One axis of a conv (kernel ``k``, padding ``p``, dilation ``d``, stride ``s``)
+    re-pointed to the space-to-depth form (factor ``h``) of its input.
+
+    Tap ``t`` reads input row ``s·y - p + d·t`` = ``h·(s/h·y + δ) + a`` with phase
+    ``a = (d·t - p) mod h`` and offset ``δ = floor((d·t - p)/h)``. Returns ``(a, new tap index
+    δ + p', p', k', s/h)``: per-tap phase and tap in a kernel of ``k'`` taps with padding
+    ``p'`` and stride ``s/h`` over the space-to-depth map. Raises ``UnsupportedError`` when
+    ``h`` does not divide ``s``. With ``n_in`` (the space-to-depth map's size) and ``n_out``
+    (the conv's output size), ``p'`` and ``k'`` (trailing zero taps) are chosen so that the new
+    conv has ``n_out`` outputs too (``UnsupportedError`` when none does)."""
+    if s % h:
+        raise UnsupportedError(f"stride {s} is not a multiple of the relay hop's stride {h}")
+    off = d * np.arange(k) - p
+    a, delta = off % h, off // h
+    p0 = max(0, -int(delta.min()))
+    s2 = s // h
+    if n_in is None or n_out is None:
+        return a, delta + p0, p0, int(delta.max()) + p0 + 1, s2
+    for p2 in range(p0, p0 + k + 1):
+        for k2 in range(int(delta.max()) + p2 + 1, n_in + 2 * p2 + 1):
+            if (n_in + 2 * p2 - k2) // s2 + 1 == n_out:
+                return a, delta + p2, p2, k2, s2
+    raise UnsupportedError(f"no kernel over the {n_in} space-to-depth positions gives the "
+                           f"{n_out} outputs of the original conv")
 
 
 @dataclass
@@ -589,12 +664,26 @@ def _hop_problems(st: _State, syn: str, src: str, n1: str, via: str | None) -> l
     if via is None and st.succs(syn) != [n1]:
         problems.append(f"{syn} feeds {', '.join(st.succs(syn))}, not only {n1}")
     if isinstance(node, QDense):
-        if len(a) != 1:
-            problems.append(f"{syn} reads {src} {a} flattened: the map size changes to {b}, so "
-                            f"relay channels cannot carry {src}'s channels through it")
-    elif node.stride != (1, 1) or a[1:] != b[1:]:
-        problems.append(f"{syn} has stride {node.stride}: the map size changes from {a} to "
-                        f"{b}, so relay channels cannot carry {src}'s spikes through it")
+        pass  # 1-D: identity rows; a flattened map: one relay neuron per value
+    elif tuple(node.stride) != (1, 1):
+        why = []
+        if tuple(node.dilation) != (1, 1):
+            why.append(f"dilation {node.dilation} (space-to-depth relays need 1)")
+        for ax, (s, p, k) in enumerate(zip(node.stride, node.padding, node.weight.shape[2:])):
+            if why and ax == 0 and tuple(node.dilation) != (1, 1):
+                break
+            if p + s - 1 >= k:
+                why.append(f"kernel {tuple(node.weight.shape[2:])} with padding {node.padding} "
+                           f"has no tap for phase {s - 1} of stride {s}")
+            elif b[1 + ax] * s < a[1 + ax]:
+                why.append(f"its {b[1 + ax]} outputs x stride {s} do not cover the "
+                           f"{a[1 + ax]} {('rows', 'columns')[ax]} of {src}")
+        if why:
+            problems.append(f"{syn} has stride {node.stride}: space-to-depth relays cannot "
+                            f"carry {src}'s spikes through it ({'; '.join(dict.fromkeys(why))})")
+    elif a[1:] != b[1:]:
+        problems.append(f"{syn}: the map size changes from {a} to {b}, so relay channels "
+                        f"cannot carry {src}'s spikes through it")
     else:
         try:
             _identity_tap(node, syn)
@@ -635,6 +724,14 @@ def _plan(st: _State, join: str) -> tuple[_Plan | None, list[str]]:
         for d in range(d0, top):
             n1 = chain[d + 1]
             problems += _hop_problems(st, hops[d], chain[d], n1, via.get(d))
+            if (isinstance(st.nodes[join], Concat) and not problems
+                    and _hop_kind(st, hops[d], chain[d]) != "id"):
+                how = ("a strided conv" if isinstance(st.nodes[hops[d]], QConv2d)
+                       else "Flatten → dense")
+                problems.append(
+                    f"{src} would be relayed through {hops[d]} ({how}), "
+                    f"rearranged (space-to-depth or flattened), so {deep} cannot be the "
+                    "concatenation")
             reason = " and ".join(_carrier_problems(st.nodes[n1]))
             if reason and n1 not in carriers.setdefault(reason, []):
                 carriers[reason].append(n1)
@@ -681,12 +778,41 @@ def _widen_consumers(st: _State, layer: str, shape: tuple[int, ...], rows: np.nd
                                    f"relay channels added to {layer}")
 
 
+def _hop_kind(st: _State, syn: str, src: str) -> str:
+    """``"id"`` (same map), ``"s2d"`` (a strided conv) or ``"flat"`` (Flatten → dense)."""
+    node = st.nodes[syn]
+    if isinstance(node, QDense):
+        return "flat" if len(st.base[src]) == 3 else "id"
+    return "s2d" if tuple(node.stride) != (1, 1) else "id"
+
+
+def _expand(st: _State, syn: str, src: str, o: Origin) -> list[tuple[Origin, tuple]]:
+    """The relay channels of ``n1`` that carry ``src``'s channel ``o`` through ``syn``, each
+    with the input position (dense) or kernel tap (conv) of its identity row."""
+    node, kind = st.nodes[syn], _hop_kind(st, syn, src)
+    if kind == "id":
+        return [(o, (0,) if isinstance(node, QDense) else _identity_tap(node, syn))]
+    if kind == "flat":
+        h, w = st.base[src][1:]
+        return [(_at(o, y, x), (y * w + x,)) for y in range(h) for x in range(w)]
+    (sy, sx), (py, px) = node.stride, node.padding
+    return [(_s2d(o, sy, sx, a, b), (a + py, b + px)) for a in range(sy) for b in range(sx)]
+
+
 def _relay_hop(st: _State, src: str, syn: str, n1: str, origins: list[Origin]) -> int:
     """Make ``n1`` carry the channels ``origins`` of ``src`` one step after ``src`` (those it
-    carries already are reused). Returns the number of relay channels added."""
+    carries already are reused): as they are through a same-size conv or dense, in
+    space-to-depth form through a strided conv, one neuron per value through Flatten → dense.
+    Returns the number of relay channels added."""
     lay_src, lay_n1 = st.lay(src), st.lay(n1)
     present = set(lay_n1)
-    new = [o for o in dict.fromkeys(origins) if o not in present]
+    at = {o: i for i, o in enumerate(lay_src)}
+    pos: dict[Origin, tuple[int, tuple]] = {}
+    for o in dict.fromkeys(origins):
+        for no, where in _expand(st, syn, src, o):
+            if no not in present and no not in pos:
+                pos[no] = (at[o], where)
+    new = list(pos)
     if not new:
         return 0
     old = len(lay_n1)
@@ -696,12 +822,15 @@ def _relay_hop(st: _State, src: str, syn: str, n1: str, origins: list[Origin]) -
     else:
         layout = lay_n1 + new
         rows, relay_rows = np.arange(old), np.arange(old, old + len(new))
-    at = {o: i for i, o in enumerate(lay_src)}
-    relay_cols = np.array([at[o] for o in new])
+    relay_cols = np.array([pos[o][0] for o in new])
+    relay_at = None
+    if _hop_kind(st, syn, src) != "id":
+        relay_at = tuple(np.array([pos[o][1][ax] for o in new])
+                         for ax in range(len(pos[new[0]][1])))
     relay_all = np.array([o[0] != n1 for o in layout])
     shape = st.shape(n1)
     st.nodes[syn] = _relay_synapse(st.nodes[syn], st.shape(src), rows, len(layout), relay_rows,
-                                   relay_cols, relay_all, st.nodes[n1], n1, syn)
+                                   relay_cols, relay_all, st.nodes[n1], n1, syn, relay_at)
     st.nodes[n1] = _relay_layer(st.nodes[n1], shape, rows, len(layout), n1)
     _widen_consumers(st, n1, shape, rows, len(layout))
     st.layout[n1] = layout
@@ -716,10 +845,110 @@ def _fresh(st: _State, name: str) -> str:
     return out
 
 
-def _repoint(st: _State, op: _Op, n1: str) -> None:
+def _repoint_geo(st: _State, op: _Op, n1: str, hop: str) -> None:
+    """Re-point an Add operand synapse across a strided-conv (space-to-depth) or Flatten →
+    dense hop ``hop``: a conv becomes a conv over the space-to-depth map (stride ``s/h``,
+    kernel and padding from :func:`s2d_taps`); a dense through a Flatten gets each column
+    ``(c, y, x)`` moved to the relay position that holds that value."""
+    src, node = op.layer, st.nodes[op.name]
+    kind = _hop_kind(st, hop, src)
+    at_src = {o: i for i, o in enumerate(st.lay(src))}
+    at_n1 = {o: i for i, o in enumerate(st.lay(n1))}
+    h_src, w_src = st.base[src][1:]
+    n_out = np.asarray(node.weight).shape[0]
+    new_origins: list[Origin] = []
+    if isinstance(node, QConv2d):
+        if kind != "s2d":
+            raise UnsupportedError(f"{op.name}: a conv skip cannot read {n1} through the "
+                                   f"Flatten → dense hop {hop}")
+        hs, ws = st.nodes[hop].stride
+        h1, w1 = st.base[n1][1:]
+        size = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
+                zip((h_src, w_src), node.padding, node.dilation, node.weight.shape[2:],
+                    node.stride)]
+        try:
+            ty = s2d_taps(node.weight.shape[2], node.padding[0], node.dilation[0],
+                          node.stride[0], hs, h1, size[0])
+            tx = s2d_taps(node.weight.shape[3], node.padding[1], node.dilation[1],
+                          node.stride[1], ws, w1, size[1])
+        except UnsupportedError as err:
+            raise UnsupportedError(f"{op.name}: cannot read the space-to-depth relays of {n1} "
+                                   f"({err.message})") from None
+        w = _cols(node, st.shape(src))
+        out = np.zeros((n_out, len(at_n1), ty[3], tx[3]), dtype=np.int64)
+        for o in op.origins:
+            k = at_src[o]
+            for a in range(hs):
+                for b in range(ws):
+                    new_origins.append(_s2d(o, hs, ws, a, b))
+            for iy in range(len(ty[0])):
+                for ix in range(len(tx[0])):
+                    ch = at_n1[_s2d(o, hs, ws, int(ty[0][iy]), int(tx[0][ix]))]
+                    out[:, ch, ty[1][iy], tx[1][ix]] += w[:, k, iy, ix]
+        size2 = [(n + 2 * t[2] - t[3]) // t[4] + 1 for n, t in zip((h1, w1), (ty, tx))]
+        if size != size2:
+            raise UnsupportedError(
+                f"{op.name}: re-pointed to the space-to-depth relays of {n1}, its output map "
+                f"{tuple(size2)} differs from its map {tuple(size)}")
+        st.nodes[op.name] = node.replace(weight=out, stride=(ty[4], tx[4]),
+                                         padding=(ty[2], tx[2]), dilation=(1, 1), groups=1)
+        st.retarget((src, op.name), (n1, op.name))
+        op.origins, op.layer = list(dict.fromkeys(new_origins)), n1
+        return
+    if op.flat is None:
+        raise UnsupportedError(f"{op.name} reads {src} without a Flatten")
+    n1_shape = st.shape(n1)
+    cells = int(np.prod(n1_shape[1:])) if len(n1_shape) == 3 else 1
+    hop_node = st.nodes[hop]
+
+    def place(o: Origin, y: int, x: int) -> tuple[int, int]:
+        if kind == "flat":
+            return at_n1[_at(o, y, x)], 0
+        hs, ws = hop_node.stride
+        return (at_n1[_s2d(o, hs, ws, y % hs, x % ws)],
+                (y // hs) * n1_shape[2] + x // ws)
+
+    def move(arr: np.ndarray) -> np.ndarray:
+        cols = _cols(node, st.shape(src), arr)
+        out = np.zeros((n_out, len(at_n1), cells), dtype=np.int64)
+        for o in op.origins:
+            for y in range(h_src):
+                for x in range(w_src):
+                    ch, p = place(o, y, x)
+                    out[:, ch, p] = cols[:, at_src[o], y * w_src + x]
+        return out.reshape(n_out, -1)
+
+    for o in op.origins:
+        new_origins += [_expand(st, hop, src, o)[k][0]
+                        for k in range(len(_expand(st, hop, src, o)))]
+    changes = {} if node.delay is None else {"delay": move(node.delay)}
+    st.nodes[op.name] = node.replace(weight=move(node.weight), **changes)
+    flat = op.flat
+    shared = st.succs(flat) != [op.name]
+    if kind == "flat":  # n1 is a dense layer: read it directly
+        st.retarget((flat, op.name), (n1, op.name))
+        if not shared:
+            del st.nodes[flat]
+            st.edges = [e for e in st.edges if flat not in e]
+        op.flat = None
+    elif not shared:
+        st.retarget((src, flat), (n1, flat))
+    else:
+        flat2 = _fresh(st, f"{flat}_{n1}")
+        st.nodes[flat2] = Flatten()
+        st.retarget((flat, op.name), (flat2, op.name))
+        st.edges.append((n1, flat2))
+        op.flat = flat2
+    op.origins, op.layer = list(dict.fromkeys(new_origins)), n1
+
+
+def _repoint(st: _State, op: _Op, n1: str, hop: str | None = None) -> None:
     """Re-point an Add operand synapse from ``op.layer`` to the channels of ``n1`` that now
     carry its origins (zeros on ``n1``'s other channels)."""
     src = op.layer
+    if hop is not None and _hop_kind(st, hop, src) != "id":
+        _repoint_geo(st, op, n1, hop)
+        return
     at_src = {o: i for i, o in enumerate(st.lay(src))}
     at_n1 = {o: i for i, o in enumerate(st.lay(n1))}
     st.nodes[op.name] = _move_cols(st.nodes[op.name], st.shape(src),
@@ -854,7 +1083,7 @@ def _rewrite_join(st: _State, join: str, plan: _Plan) -> str:
         k = _relay_hop(st, src, plan.hops[d], n1, [o for op in moving for o in op.origins])
         for op in moving:
             if add:
-                _repoint(st, op, n1)
+                _repoint(st, op, n1, plan.hops[d])
             else:
                 op.layer = n1
         moves.append(f"{src} -> {n1} ({k} new relay channels)")

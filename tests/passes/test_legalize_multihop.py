@@ -331,40 +331,43 @@ def test_parallel_layers_at_equal_depth_are_refused():
 
 
 def test_geometry_on_the_main_path_is_refused():
-    # a stride-2 conv on the main path of a 2-hop skip, and a Flatten hop into a dense layer
+    # a stride-1 conv without 'same' padding shrinks the map on the main path of a 2-hop skip
+    # (strided convs and Flatten -> dense hops are relayed: see test_legalize_s2d.py)
     t = _Twins(17)
     t.add("input", Input(shape=(2, 6, 6)), Input(shape=(2, 6, 6)))
     t.conv("c0", t.ints((2, 2, 3, 3)), "input")
     t.add("n0", _if(), _neuron(), "c0")
-    t.add("c1", Conv2d(weight=np.ones((2, 2, 3, 3)), stride=2, padding=1),
-          QConv2d(weight=np.ones((2, 2, 3, 3), dtype=int), stride=2, padding=1), "n0")
+    t.conv("c1", t.ints((2, 2, 3, 3)), "n0", padding=0)
     t.add("n1", _if(), _neuron(), "c1")
     t.conv("c2", t.ints((2, 2, 3, 3)), "n1")
     t.add("n2", _if(), _neuron(), "c2")
     t.conv("c3", t.ints((2, 2, 3, 3)), "n2")
-    t.add("cs", Conv2d(weight=np.ones((2, 2, 3, 3)), stride=2, padding=1),
-          QConv2d(weight=np.ones((2, 2, 3, 3), dtype=int), stride=2, padding=1), "n0")
+    t.conv("cs", t.ints((2, 2, 3, 3)), "n0", padding=0)
     t.add("add", Add(), Add(), "c3", "cs")
     t.add("n3", _if(), _neuron(), "add")
     _, qg = t.graphs()
-    with pytest.raises(UnsupportedError, match=r"^add \(Add\): c1 has stride \(2, 2\): the map "
-                                               r"size changes from \(2, 6, 6\) to \(2, 3, 3\)"):
+    with pytest.raises(UnsupportedError, match=r"^add \(Add\): c1: the map size changes from "
+                                               r"\(2, 6, 6\) to \(2, 4, 4\), so relay channels "
+                                               r"cannot carry n0's spikes through it$"):
         legalize(qg)
+    # a dilated strided conv: space-to-depth relays need dilation 1
     t = _Twins(18)
-    t.add("input", Input(shape=(2, 3, 3)), Input(shape=(2, 3, 3)))
+    t.add("input", Input(shape=(2, 6, 6)), Input(shape=(2, 6, 6)))
     t.conv("c0", t.ints((2, 2, 3, 3)), "input")
     t.add("n0", _if(), _neuron(), "c0")
-    t.add("flat", Flatten(), Flatten(), "n0")
-    t.dense("f1", t.ints((4, 18)), "flat")
-    t.add("n1", _if(), _neuron(), "f1")
-    t.dense("f2", t.ints((4, 4)), "n1")
-    t.add("flatS", Flatten(), Flatten(), "n0")
-    t.dense("fs", t.ints((4, 18)), "flatS")
-    t.add("add", Add(), Add(), "f2", "fs")
+    w = t.ints((2, 2, 3, 3))
+    t.add("c1", Conv2d(weight=w.astype(float), stride=2, padding=2, dilation=2),
+          QConv2d(weight=w, stride=2, padding=2, dilation=2), "n0")
+    t.add("n1", _if(), _neuron(), "c1")
+    t.conv("c2", t.ints((2, 2, 3, 3)), "n1")
+    w = t.ints((2, 2, 1, 1))
+    t.add("cs", Conv2d(weight=w.astype(float), stride=2), QConv2d(weight=w, stride=2), "n0")
+    t.add("add", Add(), Add(), "c2", "cs")
     t.add("n2", _if(), _neuron(), "add")
     _, qg = t.graphs()
-    with pytest.raises(UnsupportedError, match=r"f1 reads n0 \(2, 3, 3\) flattened: the map "
-                                               r"size changes to \(4,\)"):
+    with pytest.raises(UnsupportedError, match=r"c1 has stride \(2, 2\): space-to-depth relays "
+                                               r"cannot carry n0's spikes through it \(dilation "
+                                               r"\(2, 2\) \(space-to-depth relays need 1\)\)$"):
         legalize(qg)
 
 
@@ -410,10 +413,13 @@ def test_zoo_resnet_refusal_names_every_join_and_reason():
         "skip source block2_shortcut_lif (depth 4) is parallel to block2_lif1 on the main path "
         "to block2_lif2: parallel layers would have to be fused into one layer, which needs "
         "equal neuron parameters and map sizes (threshold 512 vs 2048)")
-    # the read-out sums 6x6 maps with a 3x3 map behind the stride-2 block3_conv1
+    # the read-out's skip crosses the stride-2 block3_conv1 (space-to-depth relays could
+    # carry it) but starts at the same parallel layers and passes block 3's refused join
+    assert parts["_2 (Add)"].startswith("skip source block2_shortcut_lif (depth 4) is parallel "
+                                        "to block2_lif1 on the main path to block3_lif2")
     assert parts["_2 (Add)"].endswith(
-        "block3_conv1 has stride (2, 2): the map size changes from (8, 6, 6) to (8, 3, 3), so "
-        "relay channels cannot carry block2_lif2's spikes through it")
+        "block3_lif1 is fed by add_1_block3_conv1, which cannot be legalized")
+    assert "stride" not in msg
 
 
 # ------------------------------------------------------------------------------ netx + Lava
