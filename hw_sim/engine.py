@@ -153,7 +153,7 @@ class StepObserver(Protocol):
     ``input_step(name, t, events)``: the ``Input`` node's events at step ``t`` (0-based),
     ``(B, *shape)``; spike input mode only (bias input sends no events).
     ``neuron_step(name, t, s, u, v, a)``: a neuron layer after its update at step ``t``:
-    ``s`` its output spikes ``(B, *shape)`` (0/1 floats), ``u``/``v`` its state after the
+    ``s`` its output spikes ``(B, *shape)`` (bool), ``u``/``v`` its state after the
     update, ``a`` the synaptic input it integrated this step (a tensor, or the int 0 when no
     synapse delivered anything; for a ``QCubaBNTT`` layer the input after its gain).
     Tensors are the engine's own: read, never modify them.
@@ -449,10 +449,11 @@ class Engine:
                     if st["sched"] is not None:  # QCubaBNTT: this step's gain and bias rows
                         a = self._bntt_gain(st, a, t)
                     step = self._neuron_step_int if st["emulate32"] else self._neuron_step
-                    s_out = step(st, a)
+                    s_bool = step(st, a)
+                    s_out = s_bool.to(torch.float32)  # synapses read 0/1 floats
                     values[name] = s_out
                     if observer is not None:
-                        observer.neuron_step(name, t, s_out,
+                        observer.neuron_step(name, t, s_bool,
                                              st["u"] if st["keep_u"] else None, st["v"], a)
                     counts[name].append(s_out.reshape(batch, -1).sum(dim=1))  # exact: < 2**24
                     qs = rec.get(name, ())
@@ -461,7 +462,7 @@ class Engine:
                     if "v" in qs:
                         traces[f"{name}.v"].append(st["v"])
                     if "s" in qs:
-                        traces[f"{name}.s"].append(s_out.to(torch.int8))
+                        traces[f"{name}.s"].append(s_bool.to(torch.int8))
                 elif isinstance(node, Flatten):
                     values[name] = self._map(values[preds[0]], lambda v: v.reshape(batch, -1))
                 elif isinstance(node, Concat):
@@ -658,7 +659,7 @@ class Engine:
         if x is not None:
             st["u"] = x
         st["v"] = y
-        return s.to(torch.float32)
+        return s
 
     @staticmethod
     def _neuron_step_int(st: dict, a) -> torch.Tensor:
@@ -680,7 +681,7 @@ class Engine:
         else:
             y.masked_fill_(s, 0)
         st["u"], st["v"] = x, y
-        return s.to(torch.float32)
+        return s
 
 
 def run(

@@ -878,9 +878,9 @@ class Accountant:
             torch.bitwise_or(out_a, tmp, out=cur)  # the state after the update is non-zero
         act = either(cur, prev) if name in self._prev else cur  # ... or the state before
         if need_s:  # ... or a spike (needed only where a bias can fire a neuron at rest)
-            tmp.copy_(s.reshape(batch, -1))
-            act = either(act, tmp)
-            spikes = table.batch_sum(tmp.view(torch.uint8), torch.int32)  # 1 byte a neuron
+            flat_s = s.reshape(batch, -1)  # the engine's bool spikes: read only
+            act = either(act, flat_s)
+            spikes = table.batch_sum(flat_s.view(torch.uint8), torch.int32)  # 1 byte a neuron
         else:
             spikes = table.batch_sum(s)
         if torch.is_tensor(a) and need_a:  # ... or a non-zero input the 24-bit u wraps to 0
