@@ -318,23 +318,30 @@ def test_skip_over_three_layers_relays_through_two_layers():
 # ------------------------------------------------------------------------------ netx + Lava
 
 
-@pytest.mark.lava
-def test_legalized_graph_writes_netx_and_matches_lava(tmp_path):
+def netx_lava_check(legal: Graph, x: np.ndarray, steps: int, path) -> tuple[int, Graph, object]:
+    """Write ``legal`` to the netx file ``path``, load it in lava-dl's netx and read it back,
+    then run it in Lava and hw_sim on the spikes ``x`` and check every trace equal. Returns
+    (netx's layer count, the read-back graph, hw_sim's result)."""
     hdf5 = pytest.importorskip("lava.lib.dl.netx.hdf5")
     from neurodeploy.backends import lava as lava_backend
     from neurodeploy.frontends.netx import read_netx, write_netx
 
-    _, qg = _dense_residual()
-    legal = legalize(qg)
-    path = tmp_path / "legal.net"
     write_netx(legal, path)
-    net = hdf5.Network(net_config=str(path))
-    assert len(net) >= 3
+    layers = len(hdf5.Network(net_config=str(path)))
     back = read_netx(path)
-    assert len(back.neurons) == len(legal.neurons)
-    x = _spikes((8,), batch=2, seed=7)[..., :6]
-    a = lava_backend.run(legal, x, steps=6, input_mode="spikes", record=["s"])
-    b = hw_run(legal, x, steps=6, input_mode="spikes", record=["s"])
+    a = lava_backend.run(legal, x, steps=steps, input_mode="spikes", record=["s"])
+    b = hw_run(legal, x, steps=steps, input_mode="spikes", record=["s"])
     for key in b.traces:
         np.testing.assert_array_equal(a.traces[key], b.traces[key], err_msg=key)
+    return layers, back, b
+
+
+@pytest.mark.lava
+def test_legalized_graph_writes_netx_and_matches_lava(tmp_path):
+    _, qg = _dense_residual()
+    legal = legalize(qg)
+    x = _spikes((8,), batch=2, seed=7)[..., :6]
+    layers, back, b = netx_lava_check(legal, x, 6, tmp_path / "legal.net")
+    assert layers >= 3
+    assert len(back.neurons) == len(legal.neurons)
     assert b.spike_counts["n2"].sum() > 0

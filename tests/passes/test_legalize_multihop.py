@@ -427,21 +427,12 @@ def test_zoo_resnet_refusal_names_every_join_and_reason():
 
 @pytest.mark.lava
 def test_multihop_result_writes_netx_and_matches_lava(tmp_path):
-    hdf5 = pytest.importorskip("lava.lib.dl.netx.hdf5")
-    from neurodeploy.backends import lava as lava_backend
-    from neurodeploy.frontends.netx import read_netx, write_netx
-    from test_legalize import _dense_skip_over_three_layers
+    from test_legalize import _dense_skip_over_three_layers, netx_lava_check
 
     _, qg = _dense_skip_over_three_layers()
     legal = legalize(qg)
-    path = tmp_path / "multihop.net"
-    write_netx(legal, path)
-    assert len(hdf5.Network(net_config=str(path))) == 4  # four dense layers
-    back = read_netx(path)
-    assert [back.shapes[n] for n in back.neurons] == [(4,), (8,), (8,), (4,)]
     x = _spikes((4,), batch=2, seed=3, p=0.6)[..., :7]
-    a = lava_backend.run(legal, x, steps=7, input_mode="spikes", record=["s"])
-    b = hw_run(legal, x, steps=7, input_mode="spikes", record=["s"])
-    for key in b.traces:
-        np.testing.assert_array_equal(a.traces[key], b.traces[key], err_msg=key)
+    layers, back, b = netx_lava_check(legal, x, 7, tmp_path / "multihop.net")
+    assert layers == 4  # four dense layers
+    assert [back.shapes[n] for n in back.neurons] == [(4,), (8,), (8,), (4,)]
     assert b.spike_counts["n3"].sum() > 0 and b.traces["n2.s"][:, 4:].sum() > 0

@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from neurodeploy.errors import UnsupportedError
-from neurodeploy.hw_sim import run as hw_run
 from neurodeploy.ir import Add, Concat, Conv2d, Flatten, Input, QConv2d
 from neurodeploy.passes.legalize import legalize, s2d_taps
 
@@ -300,20 +299,12 @@ def test_s2d_refusals():
 
 @pytest.mark.lava
 def test_legalized_downsampling_block_writes_netx_and_matches_lava(tmp_path):
-    hdf5 = pytest.importorskip("lava.lib.dl.netx.hdf5")
-    from neurodeploy.backends import lava as lava_backend
-    from neurodeploy.frontends.netx import read_netx, write_netx
+    from test_legalize import netx_lava_check
 
     _, qg = _one_block()
     legal = legalize(qg)
-    path = tmp_path / "s2d.net"
-    write_netx(legal, path)
-    assert len(hdf5.Network(net_config=str(path))) == 3
-    back = read_netx(path)
-    assert [back.shapes[n] for n in back.neurons] == [(3, 8, 8), (16, 4, 4), (4, 4, 4)]
     x = _spikes((2, 8, 8), batch=1, seed=9, p=0.6)[..., :5]
-    a = lava_backend.run(legal, x, steps=5, input_mode="spikes", record=["s"])
-    b = hw_run(legal, x, steps=5, input_mode="spikes", record=["s"])
-    for key in b.traces:
-        np.testing.assert_array_equal(a.traces[key], b.traces[key], err_msg=key)
+    layers, back, b = netx_lava_check(legal, x, 5, tmp_path / "s2d.net")
+    assert layers == 3
+    assert [back.shapes[n] for n in back.neurons] == [(3, 8, 8), (16, 4, 4), (4, 4, 4)]
     assert b.spike_counts["n2"].sum() > 0 and b.traces["n1.s"][:, 4:].sum() > 0
