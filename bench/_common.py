@@ -28,6 +28,18 @@ def machine() -> dict[str, Any]:
             "platform": platform.platform()}
 
 
+def best_of(runs: list[dict[str, Any]], goal_seconds: float,
+            load_before: list[float] | None) -> dict[str, Any]:
+    """The summary of timed ``runs`` (each with ``"seconds"``): the best run, every run's
+    seconds, the goal and whether the best run meets it, the load averages around the runs and
+    the machine."""
+    best = min(runs, key=lambda r: r["seconds"])
+    return {"best_seconds": best["seconds"], "best_run": best,
+            "all_seconds": [r["seconds"] for r in runs], "goal_seconds": goal_seconds,
+            "meets_goal": best["seconds"] <= goal_seconds,
+            "load_before": load_before, "load_after": load_average(), "machine": machine()}
+
+
 def finish(result: dict[str, Any], path: Path | None) -> None:
     """Print ``result`` without its ``best_run`` detail and write it whole to ``path``."""
     print(json.dumps({k: v for k, v in result.items() if k != "best_run"}, indent=1))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from _common import finish, load_average, machine
+from _common import best_of, finish, load_average
 
 from neurodeploy.compile import compile_model
 from neurodeploy.models.checkpoint import save_checkpoint
@@ -59,16 +59,11 @@ def main(argv: list[str] | None = None) -> int:
                          "mapping_json_bytes": (out / "mapping.json").stat().st_size})
             print(json.dumps(runs[-1]), flush=True)
             shutil.rmtree(out)
-    best = min(runs, key=lambda r: r["seconds"])
     result = {
         "model": f"zoo vgg11, 3x{args.size}x{args.size}, 100 classes, "
                  f"{'BNTT (folded)' if args.bntt else 'no BNTT'}, random weights",
         "parameters": count_parameters(config), "target": args.target,
-        "best_seconds": best["seconds"], "best_run": best,
-        "all_seconds": [r["seconds"] for r in runs], "goal_seconds": GOAL_SECONDS,
-        "meets_goal": best["seconds"] <= GOAL_SECONDS,
-        "load_before": load_before, "load_after": load_average(),
-        "machine": machine(),
+        **best_of(runs, GOAL_SECONDS, load_before),
     }
     finish(result, args.json)
     return 0
