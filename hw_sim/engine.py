@@ -72,6 +72,17 @@ def _wrap24(x: torch.Tensor) -> torch.Tensor:
     return ((x + M24) & 0xFFFFFF) - M24
 
 
+def _sum_events(vals: list) -> torch.Tensor | int:
+    """The sum of a step's inputs, where None or the int 0 means nothing was delivered: the int
+    0 when nothing was, the tensor itself when one was (no ``0 + tensor`` copy)."""
+    total: torch.Tensor | int = 0
+    for val in vals:
+        if val is None or (not torch.is_tensor(val) and val == 0):
+            continue
+        total = val if (not torch.is_tensor(total) and total == 0) else total + val
+    return total
+
+
 def _odd_part(m: int) -> int:
     """``m`` with its factors of two removed (0 for 0)."""
     while m and not m & 1:
@@ -436,12 +447,8 @@ class Engine:
                 elif name in self.synapses:
                     values[name] = buffers[name]
                 elif isinstance(node, QCubaLIF):
-                    a: torch.Tensor | int = 0
-                    for val in [values[p] for p in preds] + [
-                            rec_buffers[src] for src in self.rec_sources.get(name, ())]:
-                        if val is None or (not torch.is_tensor(val) and val == 0):
-                            continue
-                        a = val if (not torch.is_tensor(a) and a == 0) else a + val
+                    a = _sum_events([values[p] for p in preds] + [
+                        rec_buffers[src] for src in self.rec_sources.get(name, ())])
                     st = neurons[name]
                     if reset_interval is not None and tau % reset_interval == st["reset_phase"]:
                         st["u"] = torch.zeros_like(st["u"])
@@ -472,14 +479,7 @@ class Engine:
                             for v, p in zip(vals, preds)]
                     values[name] = torch.cat(vals, dim=1 + node.axis)
                 elif isinstance(node, Add):
-                    total: torch.Tensor | int = 0
-                    for p in preds:
-                        val = values[p]
-                        if val is None or (not torch.is_tensor(val) and val == 0):
-                            continue
-                        total = val if (not torch.is_tensor(total) and total == 0) \
-                            else total + val
-                    values[name] = total
+                    values[name] = _sum_events([values[p] for p in preds])
             # Synapses consume this step's events and buffer the current for the next step.
             for name, syn in self.synapses.items():
                 src = g.predecessors(name)[0]
@@ -598,8 +598,8 @@ class Engine:
         truncation (Lava's round toward zero).
 
         Terms that are known to be zero are not added, and when ``current_decay`` is 4096 and
-        nothing reads u (``keep_u`` False: no wrap, no recording, no observer) the new u,
-        ``64·a``, is added into v directly instead of being stored."""
+        nothing reads u (``keep_u`` False: no wrap, no recording, no observer that reads it)
+        the new u, ``64·a``, is added into v directly instead of being stored."""
         u, v = st["u"], st["v"]
         mu, mv = st["mu"], st["mv"]
         if mv == 0:
@@ -609,19 +609,22 @@ class Engine:
         else:
             y, own = (v * (mv / 4096)).trunc_(), True
 
-        def plus(y, own, term, alpha=1):
+        def plus(term, alpha=1):  # y += alpha·term, into a tensor this update owns
+            nonlocal y, own
             if y is None:  # a new tensor of the state's shape and dtype
-                return torch.add(st["zeros"], term, alpha=alpha), True
-            if own:
-                return y.add_(term, alpha=alpha), True
-            return torch.add(y, term, alpha=alpha), True
+                y = torch.add(st["zeros"], term, alpha=alpha)
+            elif own:
+                y.add_(term, alpha=alpha)
+            else:
+                y = torch.add(y, term, alpha=alpha)
+            own = True
 
         x = None  # the new u, when stored
         if mu == 0 and not st["keep_u"]:
             if torch.is_tensor(a):
-                y, own = plus(y, own, a, 64)
+                plus(a, 64)
             elif a:
-                y, own = plus(y, own, st["zeros"] + float(a) * 64)
+                plus(st["zeros"] + float(a) * 64)
         else:
             if torch.is_tensor(a):
                 if mu == 0:
@@ -642,9 +645,9 @@ class Engine:
             if st["wrap_u"]:  # Lava's single conditional wrap into (-2**23, 2**23]
                 x = torch.where(x > M24, x - 2 * M24, torch.where(x <= -M24, x + 2 * M24, x))
             if x is not st["zeros"]:
-                y, own = plus(y, own, x)
+                plus(x)
         if not st["bias_zero"]:
-            y, own = plus(y, own, st["bias"])
+            plus(st["bias"])
         if y is None:
             y = torch.zeros_like(v)
         elif not own:
