@@ -766,7 +766,7 @@ def run_attack(model: str | Path | None = None, ann: str | Path | None = None, *
     final = jsonable(doc)
 
     def write(tmp: Path) -> None:
-        from .report import make_report, render_html, save_figure
+        from .report import make_report, save_figure, write_report
 
         save_figure(plot_robustness(final), tmp / "robustness.png")
         (tmp / "robustness.json").write_text(json.dumps(final, indent=1) + "\n",
@@ -784,9 +784,7 @@ def run_attack(model: str | Path | None = None, ann: str | Path | None = None, *
                          "float and deployed SNN; ANN examples crafted on the ANN"
                          if attack != "noise" else
                          "Gaussian noise with sigma = eps in pixel units, clipped to [0, 1]"])
-        (tmp / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False)
-                                         + "\n", encoding="utf-8")
-        (tmp / "report.html").write_text(render_html(report), encoding="utf-8")
+        write_report(report, tmp)
 
     say(f"writing {dest}")
     write_dir_atomic(dest, write)

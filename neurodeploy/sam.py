@@ -1357,7 +1357,7 @@ def run_sam(model: str | Path | None = None, data: str | None = None, samples: i
         doc["seconds"] = round(time.perf_counter() - t_start, 3)
         final = jsonable(doc)
         (tmp / "sam.json").write_text(json.dumps(final, indent=1) + "\n", encoding="utf-8")
-        from .report import make_report, render_html
+        from .report import make_report, write_report
 
         register_report_section()
         report = make_report(
@@ -1370,9 +1370,7 @@ def run_sam(model: str | Path | None = None, data: str | None = None, samples: i
                          "normalized SAM against the ANN's Grad-CAM, minimum over time "
                          "steps (our reading of the SAM paper)"],
             sam=final)
-        (tmp / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False)
-                                         + "\n", encoding="utf-8")
-        (tmp / "report.html").write_text(render_html(report), encoding="utf-8")
+        write_report(report, tmp)
 
     say(f"writing {out}")
     write_dir_atomic(out, write)
