@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .errors import BadInputFileError, NeurodeployError, UnsupportedError
+from .errors import BadInputFileError, NeurodeployError
 from .ir import BNTT, BatchNorm, Graph
 from .outdir import check_out_dir, jsonable, write_dir_atomic
 
@@ -334,10 +334,7 @@ def compile_model(model: str | Path | Graph, target: str | Path, out_dir: str | 
     log = log or (lambda message: None)
     out = Path(out_dir)
     check_out_dir(out, OUTPUT_FILES, overwrite=overwrite, what="compile")
-    tgt = load_target(target)
-    if not tgt.is_neuromorphic:
-        raise UnsupportedError(f"target {tgt.name} is an ANN device; compile for a neuromorphic "
-                               "target (loihi1, loihi1-sanafe, loihi2)")
+    tgt = load_target(target).require_neuromorphic("compile for")
     if sam_layers is not None:
         from .sam import check_gamma, check_sam_target, decay_mantissa
 

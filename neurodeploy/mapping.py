@@ -1003,9 +1003,7 @@ def map_graph(graph: Graph, target: Any, *, max_chips: int | None = None,
     of its layers on their cores (module docstring); the mapping then records it per core
     (``sam``), per layer (``layers[name]["sam"]``, with ``extra_cores`` against the layer
     mapped without it) and in :attr:`Mapping.sam`."""
-    if not target.is_neuromorphic:
-        raise UnsupportedError(f"target {target.name} is an ANN device; map onto a "
-                               "neuromorphic target (loihi1, loihi1-sanafe, loihi2)")
+    target.require_neuromorphic("map onto")
     if graph.stage == "float":
         raise UnsupportedError("mapping needs a fixed-point graph; quantize it first "
                                "(neurodeploy compile does)")

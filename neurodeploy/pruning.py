@@ -836,10 +836,7 @@ def run_pruning(model: str | Path | None = None, *, method: str = "magnitude",
     if snn:
         from .targets import load_target
 
-        tgt = load_target(target)
-        if not tgt.is_neuromorphic:
-            raise UnsupportedError(f"target {tgt.name} is an ANN device; prune for a "
-                                   "neuromorphic target (loihi1, loihi1-sanafe, loihi2)")
+        tgt = load_target(target).require_neuromorphic("prune for")
     if attention_layers is not None:
         AttentionRecorder(net, attention_layers).close()  # names checked before any work
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadInputFileError, NeurodeployError
+from ..errors import BadInputFileError, NeurodeployError, UnsupportedError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -99,6 +99,14 @@ class Target:
     @property
     def is_neuromorphic(self) -> bool:
         return self.kind == "neuromorphic"
+
+    def require_neuromorphic(self, action: str) -> Target:
+        """This target, or an :class:`UnsupportedError` when it is an ANN device; ``action``
+        says what needs a chip (e.g. ``"compile for"``)."""
+        if not self.is_neuromorphic:
+            raise UnsupportedError(f"target {self.name} is an ANN device; {action} a "
+                                   "neuromorphic target (loihi1, loihi1-sanafe, loihi2)")
+        return self
 
     @property
     def mesh_tiles(self) -> tuple[int, int]:
