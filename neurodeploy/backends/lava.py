@@ -94,6 +94,14 @@ def _allow_lava_start_method() -> None:
         multiprocessing.set_start_method(None, force=True)
 
 
+def fixed_pt_run(lava: SimpleNamespace, steps: int) -> tuple[Any, Any]:
+    """``(run_cfg, condition)`` of a bit-exact run of ``steps`` steps: Lava's ``fixed_pt``
+    models on the Loihi 2 simulator, with Lava's exact integer (scipy) convolution path."""
+    lava.conv_utils.TORCH_IS_AVAILABLE = False
+    return (lava.run_configs.Loihi2SimCfg(select_tag="fixed_pt"),
+            lava.run_conditions.RunSteps(num_steps=steps))
+
+
 def load_lava() -> SimpleNamespace:
     """Import the Lava modules this backend uses.
 
@@ -580,9 +588,7 @@ def run(
         raise NeurodeployError(f"reset_interval must be at least 1, got {reset_interval}")
     check_supported(graph)
     lava = load_lava()
-    lava.conv_utils.TORCH_IS_AVAILABLE = False  # keep Lava's exact scipy convolution path
-    run_cfg = lava.run_configs.Loihi2SimCfg(select_tag="fixed_pt")
-    condition = lava.run_conditions.RunSteps(num_steps=steps)
+    run_cfg, condition = fixed_pt_run(lava, steps)
 
     per_sample: list[dict[str, np.ndarray]] = []
     sim_time = 0.0

@@ -1091,7 +1091,7 @@ def run_netx(path: str | Path, inputs: np.ndarray, *, steps: int,
     """
     import time
 
-    from ..backends.lava import load_lava
+    from ..backends.lava import fixed_pt_run, load_lava
 
     path = Path(path)
     graph = read_netx(path)
@@ -1122,15 +1122,13 @@ def run_netx(path: str | Path, inputs: np.ndarray, *, steps: int,
         from lava.lib.dl.netx import hdf5
     except ImportError as err:
         raise MissingExtraError(f"running a netx file needs lava-dl 0.6 ({err})") from err
-    lava.conv_utils.TORCH_IS_AVAILABLE = False  # Lava's exact integer convolution
     (in_name,) = graph.inputs
     spatial = len(graph.shapes[in_name])
     kwargs: dict[str, Any] = {"input_message_bits": graph.nodes[in_name].num_message_bits}
     if reset_interval is not None:
         kwargs.update(reset_interval=int(reset_interval),
                       reset_offset=int(reset_offset) + (1 if mode == "spikes" else 0))
-    run_cfg = lava.run_configs.Loihi2SimCfg(select_tag="fixed_pt")
-    condition = lava.run_conditions.RunSteps(num_steps=steps)
+    run_cfg, condition = fixed_pt_run(lava, steps)
     per_sample: list[dict[str, np.ndarray]] = []
     sim_time = 0.0
     for sample in arr:
