@@ -81,6 +81,16 @@ def train_cached(work: Path, name: str, *, epochs: int, data: str = DATA,
     return folder, result
 
 
+#: what ``--smoke`` runs train instead of the real models: 1 epoch on ``digits``, T = 4
+SMOKE = dict(epochs=1, data="digits", timesteps=4, bntt=True)
+
+
+def smoke_model(work: Path) -> Path:
+    """The standard-trained model every ``--smoke`` run shares (trained once into
+    ``work/standard``)."""
+    return train_cached(work, "standard", **SMOKE)[0]
+
+
 def save(results: Path, name: str, doc: dict[str, Any]) -> Path:
     """Write ``results/name.json`` (numpy values made plain)."""
     from neurodeploy.outdir import jsonable

@@ -16,7 +16,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from _common import DATA, DEMO, log, parse_args, save, table, train_cached
+from _common import DATA, DEMO, SMOKE, log, parse_args, save, smoke_model, table, train_cached
 
 EPS = (0.0, 4 / 255, 8 / 255, 16 / 255, 32 / 255, 64 / 255)
 
@@ -36,11 +36,9 @@ def attacked(folder: Path, attack: str, eps: tuple[float, ...], samples: int,
 def main() -> None:
     args = parse_args(__doc__)
     if args.smoke:
-        standard, _ = train_cached(args.work, "standard", epochs=1, data="digits",
-                                   timesteps=4, bntt=True)
-        hire, trained = train_cached(args.work, "hire_N2", epochs=1, data="digits",
-                                     hire={"periods": 2, "eps": 8 / 255}, timesteps=4,
-                                     bntt=True)
+        standard = smoke_model(args.work)
+        hire, trained = train_cached(args.work, "hire_N2", hire={"periods": 2, "eps": 8 / 255},
+                                     **SMOKE)
         eps, samples, data = EPS[:2], 20, "digits"
     else:
         standard = DEMO

@@ -16,7 +16,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from _common import DATA, DEMO, log, parse_args, save, table, train_cached
+from _common import DATA, DEMO, log, parse_args, save, smoke_model, table
 
 SPARSITIES = (0.5, 0.8, 0.9, 0.95, 0.98)
 
@@ -26,8 +26,7 @@ def main() -> None:
     from neurodeploy.pruning import run_pruning
 
     if args.smoke:
-        model, _ = train_cached(args.work, "standard", epochs=1, data="digits", timesteps=4,
-                                bntt=True)
+        model = smoke_model(args.work)
         sparsities, samples, data = SPARSITIES[2:3], 16, "digits"
     else:
         model, sparsities, samples, data = DEMO, SPARSITIES, 500, DATA

@@ -17,7 +17,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from _common import DATA, DEMO, log, parse_args, save, table, train_cached
+from _common import DATA, DEMO, log, parse_args, save, smoke_model, table
 
 EPS = (0.0, 2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255, 64 / 255)
 
@@ -27,8 +27,7 @@ def main() -> None:
     from neurodeploy.attacks import run_attack
 
     if args.smoke:
-        model, _ = train_cached(args.work, "standard", epochs=1, data="digits", timesteps=4,
-                                bntt=True)
+        model = smoke_model(args.work)
         eps, samples, sam_samples, data = EPS[:2], 20, 4, "digits"
     else:
         model, eps, samples, sam_samples, data = DEMO, EPS, 500, 100, DATA
